@@ -1,0 +1,139 @@
+"""The `damp` command: the engine's public API from the shell.
+
+Errors a user can fix print one sentence on stderr and exit with code 2; nothing is left behind.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+from .errors import DampCancelled, DampInputError
+
+EPILOG = "Run 'damp COMMAND --help' for a command's options and an example."
+
+
+def _print_table(rows: dict, fmt: str = "{:>10.4f}") -> None:
+    for key, value in rows.items():
+        text = fmt.format(value) if isinstance(value, float) else f"{value:>10}"
+        print(f"{key:<8}{text}")
+
+
+def cmd_prompt(args: argparse.Namespace) -> None:
+    from .prompt import METRIC_MEANINGS
+    from .scene import prompt_raster
+
+    result = prompt_raster(args.input)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    print(f"{args.input}: {result.bands} bands, {result.width} x {result.height} pixels, "
+          f"{result.tiles} sample tile(s)")
+    for name, value in result.metrics.items():
+        print(f"  {name.upper():<5} {value:>9.4f}  {METRIC_MEANINGS[name]}")
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def cmd_degrade(args: argparse.Namespace) -> None:
+    from .scene import degrade_raster
+
+    params = {}
+    for item in args.param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise DampInputError(f"--param takes NAME=VALUE (e.g. --param sigma=50), not '{item}'.")
+        params[key.strip()] = _parse_value(value.strip())
+    record = degrade_raster(args.input, args.output, args.kind, seed=args.seed, **params)
+    print(json.dumps(record.to_dict()) if args.json else f"wrote {args.output}: {record.to_dict()}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .scene import evaluate_rasters
+
+    scores = evaluate_rasters(args.reference, args.test)
+    if args.json:
+        print(json.dumps(scores, indent=2))
+    else:
+        _print_table(scores)
+
+
+def cmd_model_info(args: argparse.Namespace) -> None:
+    from .model import model_info
+
+    info = model_info(args.preset)
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            print(f"{key:<18}{value}")
+
+
+def _degrade_help() -> str:
+    return ("kinds: gaussian_noise (sigma), noniid_noise (sigmas), poisson (scale), gaussian_blur (ksize), "
+            "motion_blur (size, angle), sr (factor), inpaint (fraction), band_loss (fraction), "
+            "stripes, deadlines, impulse (band_fraction, amplitude/fraction), complex (extra)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="damp", description="DAMP: degradation-aware hyperspectral image restoration.", epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable, summary: str, example: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=summary, description=summary, epilog=f"example:\n  {example}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("prompt", cmd_prompt, "Print the six degradation-prompt metrics of a raster.",
+            "damp prompt scene.tif --json")
+    p.add_argument("input", help="hyperspectral raster (GeoTIFF, ENVI, VRT; at least 3 bands)")
+    p.add_argument("--json", action="store_true", help="print JSON (keys hfer stu scm scs gstd scc bands width height)")
+
+    p = add("degrade", cmd_degrade, "Write a degraded copy of a raster (seeded) for tests and benchmarks.",
+            "damp degrade clean.tif noisy.tif --kind gaussian_noise --param sigma=50 --seed 1")
+    p.add_argument("input", help="clean raster")
+    p.add_argument("output", help="degraded raster to write (.tif or .bsq/.bil/.bip)")
+    p.add_argument("--kind", required=True, help=_degrade_help())
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a parameter of the kind (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--json", action="store_true", help="print the record as JSON")
+
+    p = add("evaluate", cmd_evaluate, "Score a raster against a reference: PSNR, SSIM, SAM, ERGAS.",
+            "damp evaluate clean.tif restored.tif --json")
+    p.add_argument("reference", help="clean reference raster")
+    p.add_argument("test", help="raster to score (same bands, rows and columns)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add("model-info", cmd_model_info, "Print a preset's parameter count and FLOPs per pixel.",
+            "damp model-info tiny")
+    p.add_argument("preset", help="preset name (tiny, small, paper)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except DampInputError as exc:
+        print(f"damp: error: {exc}", file=sys.stderr)
+        return 2
+    except DampCancelled:
+        print("damp: cancelled; no output was written.", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("damp: interrupted; no output was written.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Whole-raster operations on files: the degradation prompt of a scene, simulated degradation,
+and quality against a reference. These are what the CLI and the QGIS algorithms call."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import DampInputError
+from .raster import RasterReader, RasterWriter, check_output_path
+from .scaling import measure_scaling, sample_grid
+
+PROMPT_TILE = 256
+PROMPT_TILES_PER_AXIS = 4
+MIN_VALID_SHARE = 0.5
+
+
+def fill_invalid(cube: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Replace invalid samples by their band's median of valid samples (0 where a band has none)."""
+    out = cube.copy()
+    for b in range(cube.shape[0]):
+        bad = ~valid[b]
+        if bad.any():
+            good = cube[b][valid[b]]
+            out[b][bad] = np.median(good) if good.size else 0.0
+    return out
+
+
+@dataclass(frozen=True)
+class ScenePrompt:
+    """The degradation prompt of a raster: metric values averaged over sample tiles."""
+
+    metrics: dict[str, float]
+    bands: int
+    width: int
+    height: int
+    tiles: int
+
+    def to_dict(self) -> dict:
+        return {**self.metrics, "bands": self.bands, "width": self.width, "height": self.height,
+                "tiles": self.tiles}
+
+
+def prompt_tiles(reader: RasterReader, factor: float, good_bands: np.ndarray) -> np.ndarray:
+    """Scaled, gap-filled sample tiles (N, good bands, T, T) on a fixed grid over the raster."""
+    info = reader.info
+    tile = min(PROMPT_TILE, info.width, info.height)
+    tiles = []
+    for x0, y0, w, h in sample_grid(info.width, info.height, window=tile, count=PROMPT_TILES_PER_AXIS):
+        data, valid = reader.read(x0, y0, w, h)
+        data, valid = data[good_bands], valid[good_bands]
+        if valid.all(axis=0).mean() < MIN_VALID_SHARE:
+            continue
+        tiles.append(fill_invalid(data, valid) / factor)
+    if not tiles:
+        raise DampInputError(f"{info.path}: no part of the raster is at least half valid pixels; "
+                             "the degradation prompt needs real data.")
+    return np.stack(tiles)
+
+
+def prompt_raster(path: str | os.PathLike) -> ScenePrompt:
+    """The six DP metrics of a raster file, averaged over up to 16 tiles of 256×256 on a grid."""
+    from .prompt import METRIC_NAMES, compute_prompt
+
+    with RasterReader(path, min_bands=3) as reader:
+        scaling = measure_scaling(reader)
+        if scaling.good_bands.sum() < 3:
+            raise DampInputError(f"{path} has fewer than 3 bands with valid data; the prompt needs at least 3.")
+        tiles = prompt_tiles(reader, scaling.factor, scaling.good_bands)
+        info = reader.info
+    values = compute_prompt(tiles).values.double().mean(dim=0).tolist()
+    return ScenePrompt(dict(zip(METRIC_NAMES, values)), info.bands, info.width, info.height, len(tiles))
+
+
+def read_scaled(path: str | os.PathLike, min_bands: int = 3):
+    """Read a whole raster scaled to about [0, 1]: (cube, valid, info, scaling)."""
+    with RasterReader(path, min_bands=min_bands) as reader:
+        scaling = measure_scaling(reader)
+        cube, valid = reader.read_all()
+        info = reader.info
+    return cube / scaling.factor, valid, info, scaling
+
+
+def degrade_raster(src: str | os.PathLike, dst: str | os.PathLike, kind: str, seed: int = 0, **params):
+    """Write a degraded copy of `src` (float32, same grid, wavelengths and nodata) and return the record.
+
+    The record of what was applied is stored in the output's metadata (DAMP_DEGRADATION, JSON).
+    """
+    from .degrade import degrade
+
+    out = check_output_path(dst, src)
+    cube, valid, info, scaling = read_scaled(src, min_bands=1)
+    degraded, record = degrade(fill_invalid(cube, valid), kind, seed=seed, **params)
+    degraded = degraded.astype(np.float32) * np.float32(scaling.factor)
+    nodata = output_nodata(info.nodata, valid)
+    if nodata is not None:
+        degraded[~valid] = nodata
+    meta = {**info.metadata, "DAMP_DEGRADATION": json.dumps(record.to_dict())}
+    with RasterWriter(out, info, dtype="float32", nodata=nodata, metadata=meta) as writer:
+        writer.write(degraded, 0, 0)
+    return record
+
+
+def output_nodata(nodata: float | None, valid: np.ndarray) -> float | None:
+    """Nodata for a float32 output: the input's value, or NaN when the input marks gaps only by NaN."""
+    if nodata is not None:
+        return float(nodata)
+    return float("nan") if not valid.all() else None
+
+
+def evaluate_rasters(reference: str | os.PathLike, test: str | os.PathLike) -> dict[str, float]:
+    """PSNR / SSIM / SAM / ERGAS of `test` against `reference`, both scaled by the reference's factor.
+
+    Pixels invalid in either raster and bands without data in the reference are left out.
+    """
+    from .quality import evaluate
+
+    ref, ref_valid, ref_info, scaling = read_scaled(reference)
+    with RasterReader(test) as reader:
+        if reader.info.shape != ref_info.shape:
+            raise DampInputError(f"The rasters differ in shape: reference {ref_info.shape} vs test "
+                                 f"{reader.info.shape} (bands, rows, cols); compare rasters on the same grid.")
+        est, est_valid = reader.read_all()
+    keep = scaling.good_bands
+    valid = (ref_valid & est_valid)[keep].all(axis=0)
+    if not valid.any():
+        raise DampInputError("The two rasters share no valid pixel; nothing to compare.")
+    return evaluate(ref[keep], est[keep] / scaling.factor, valid=valid)

@@ -1,0 +1,142 @@
+"""Raster I/O: metadata, windowed reads with halos, atomic writers that keep georeferencing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import smooth_cube, write_raster
+from osgeo import gdal
+
+from damp_engine.errors import DampInputError
+from damp_engine.raster import RasterReader, RasterWriter, check_output_path, iter_windows, open_raster
+
+
+def test_sample_raster_metadata_is_read(sample_raster):
+    info = open_raster(sample_raster)
+    assert info.shape == (224, 96, 64)
+    assert info.nodata == -32768
+    assert info.scales[0] == pytest.approx(1e-4)
+    assert info.wavelengths[0] == pytest.approx(418.24)
+    assert "32633" in info.projection or "UTM zone 33N" in info.projection
+
+
+def test_read_applies_scale_and_masks_nodata(sample_raster):
+    with RasterReader(sample_raster) as reader:
+        data, valid = reader.read(0, 0, 16, 16)
+    assert data.dtype == np.float32
+    assert not valid[129:135].any(), "water-vapour bands are nodata in the sample"
+    assert valid[:129].all()
+    assert 0 < data[:129].max() < 1.5, "reflectance x 10000 scaled by 0.0001"
+    assert (data[129:135] == 0).all()
+
+
+def test_halo_is_mirrored_at_edges(tmp_path):
+    cube = smooth_cube(4, 10, 12)
+    path = write_raster(tmp_path / "a.tif", cube)
+    with RasterReader(path) as reader:
+        data, valid = reader.read(0, 0, 5, 5, halo=2)
+    assert data.shape == (4, 9, 9)
+    np.testing.assert_array_equal(data[:, 2:, 2:], cube[:, :7, :7])
+    np.testing.assert_array_equal(data[:, 0, 2:], cube[:, 2, :7])
+    assert valid.all()
+
+
+def test_halo_larger_than_raster_works(tmp_path):
+    path = write_raster(tmp_path / "tiny.tif", smooth_cube(3, 5, 4))
+    with RasterReader(path) as reader:
+        data, _ = reader.read(0, 0, 4, 5, halo=8)
+    assert data.shape == (3, 21, 20)
+
+
+def test_nan_is_invalid(tmp_path):
+    cube = smooth_cube(3, 8, 8)
+    cube[1, 2, 3] = np.nan
+    path = write_raster(tmp_path / "nan.tif", cube)
+    with RasterReader(path) as reader:
+        data, valid = reader.read_all()
+    assert not valid[1, 2, 3] and valid.sum() == cube.size - 1
+    assert np.isfinite(data).all()
+
+
+@pytest.mark.parametrize("units,values,expected", [("nm", [400, 500, 600], 400.0),
+                                                   ("Micrometers", [0.4, 0.5, 0.6], 400.0),
+                                                   ("um", [1.0, 1.5, 2.0], 1000.0)])
+def test_wavelength_units_become_nm(tmp_path, units, values, expected):
+    path = write_raster(tmp_path / "w.tif", smooth_cube(3, 8, 8), wavelengths=values, units=units)
+    assert open_raster(path).wavelengths[0] == pytest.approx(expected)
+
+
+def test_envi_header_wavelengths_are_read(tmp_path):
+    path = tmp_path / "cube.bsq"
+    ds = gdal.GetDriverByName("ENVI").Create(str(path), 8, 8, 3, gdal.GDT_Float32)
+    ds.GetRasterBand(1).WriteArray(np.ones((8, 8), np.float32))
+    ds = None
+    hdr = tmp_path / "cube.hdr"
+    hdr.write_text(hdr.read_text() + "wavelength units = Micrometers\nwavelength = {0.45, 0.55, 0.65}\n")
+    assert open_raster(path).wavelengths == pytest.approx((450.0, 550.0, 650.0))
+
+
+@pytest.mark.parametrize("ext", [".tif", ".bsq"])
+def test_writer_keeps_georeferencing_and_wavelengths(tmp_path, sample_raster, ext):
+    info = open_raster(sample_raster)
+    out = tmp_path / f"copy{ext}"
+    with RasterReader(sample_raster) as reader, RasterWriter(out, info, nodata=-9999.0) as writer:
+        for x0, y0, w, h in iter_windows(info.width, info.height, 40):
+            data, _ = reader.read(x0, y0, w, h)
+            writer.write(data, x0, y0)
+    copy = open_raster(out)
+    assert copy.shape == info.shape
+    assert copy.geotransform == pytest.approx(info.geotransform)
+    assert copy.projection == info.projection
+    assert copy.wavelengths == pytest.approx(info.wavelengths, abs=1e-3)
+    assert copy.nodata == -9999.0
+    assert copy.band_names[5] == info.band_names[5]
+    with RasterReader(sample_raster) as a, RasterReader(out) as b:
+        np.testing.assert_allclose(a.read_all()[0][:129], b.read_all()[0][:129], atol=1e-6)
+
+
+def test_failed_write_leaves_nothing(tmp_path, sample_raster):
+    info = open_raster(sample_raster)
+    out = tmp_path / "out.tif"
+    with pytest.raises(RuntimeError):
+        with RasterWriter(out, info) as writer:
+            writer.write(np.zeros((224, 8, 8), np.float32), 0, 0)
+            raise RuntimeError("stop")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_keeps_existing_destination(tmp_path, sample_raster):
+    out = tmp_path / "out.tif"
+    out.write_bytes(b"previous result")
+    with pytest.raises(RuntimeError):
+        with RasterWriter(out, open_raster(sample_raster)):
+            raise RuntimeError("stop")
+    assert out.read_bytes() == b"previous result"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.tif"]
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(DampInputError, match="not found"):
+        open_raster(tmp_path / "nope.tif")
+
+
+def test_unreadable_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.tif"
+    bad.write_text("not a raster")
+    with pytest.raises(DampInputError, match="cannot open"):
+        open_raster(bad)
+
+
+def test_too_few_bands_is_a_clear_error(tmp_path):
+    path = write_raster(tmp_path / "one.tif", smooth_cube(1, 8, 8))
+    with pytest.raises(DampInputError, match="at least 3"):
+        open_raster(path, min_bands=3)
+
+
+def test_output_equal_to_input_is_refused(sample_raster):
+    with pytest.raises(DampInputError, match="input"):
+        check_output_path(sample_raster, sample_raster)
+
+
+def test_unknown_output_extension_is_refused(tmp_path, sample_raster):
+    with pytest.raises(DampInputError, match=".tif"):
+        check_output_path(tmp_path / "out.xyz", sample_raster)
