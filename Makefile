@@ -29,3 +29,18 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info .pytest_cache
+
+# --- QGIS plugin ---------------------------------------------------------------------------
+PLUGIN_ZIP := dist/damp_qgis.zip
+QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
+
+# The plugin ZIP for Plugins > Install from ZIP: damp_qgis/ with the vendored engine and bundled model.
+package:
+	@python3 scripts/package_plugin.py zip $(PLUGIN_ZIP)
+
+# Symlink the checkout into the default QGIS profile as damp_qgis and enable it.
+install-plugin:
+	@python3 scripts/package_plugin.py link $(QGIS_PLUGINS)
+	@qgis_process.bin plugins enable damp_qgis >/dev/null
+	@echo "enabled damp_qgis; QGIS needs torch and safetensors in its Python: start it as"
+	@echo "  PYTHONPATH=$(CURDIR)/$(VENV)/lib/python3.11/site-packages qgis"

@@ -75,6 +75,15 @@ def cmd_model_info(args: argparse.Namespace) -> None:
             print(f"{key:<18}{value}")
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(data=args.data, out=args.out, preset=args.preset, steps=args.steps, batch=args.batch,
+                      crop=args.crop, lr=args.lr, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes,
+                      device=args.device)
+    train(cfg, resume=args.resume)
+
+
 def _degrade_help() -> str:
     return ("kinds: gaussian_noise (sigma), noniid_noise (sigmas), poisson (scale), gaussian_blur (ksize), "
             "motion_blur (size, angle), sr (factor), inpaint (fraction), band_loss (fraction), "
@@ -111,6 +120,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("reference", help="clean reference raster")
     p.add_argument("test", help="raster to score (same bands, rows and columns)")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = add("train", cmd_train, "Train a DAMP model on a folder of clean rasters (degradations are simulated).",
+            "damp train ../shared/data/hsi/train --out runs/tiny/damp_tiny.safetensors --preset tiny --resume")
+    p.add_argument("data", nargs="+", help="rasters or folders of rasters (any band count)")
+    p.add_argument("--out", required=True, help="weights to write (*.safetensors; the card goes beside it as .json)")
+    p.add_argument("--preset", default="tiny", help="network preset (tiny, small, paper; default tiny)")
+    p.add_argument("--steps", type=int, default=20000, help="optimiser steps in total (default 20000)")
+    p.add_argument("--batch", type=int, default=8, help="crops per step (default 8)")
+    p.add_argument("--crop", type=int, default=64, help="crop size in pixels (default 64)")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="minutes between checkpoints (default 5)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train (default auto)")
+    p.add_argument("--resume", action="store_true", help="continue from --out and its optimiser state if present")
 
     p = add("model-info", cmd_model_info, "Print a preset's parameter count and FLOPs per pixel.",
             "damp model-info tiny")

@@ -139,6 +139,7 @@ def blur(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     A true convolution (the kernel is flipped), all bands in one torch call. Returns float32
     of the same shape. Baselines use it with the true kernel.
     """
+    _require(np.ndim(kernel) == 2, "The blur kernel must be a 2-D array.")
     kh, kw = kernel.shape
     _require(kh % 2 == 1 and kw % 2 == 1, "The blur kernel must have odd height and width.")
     _require(x.shape[-2] > kh // 2 and x.shape[-1] > kw // 2,

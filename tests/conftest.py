@@ -59,3 +59,14 @@ def data_dir() -> Path:
 @pytest.fixture
 def sample_raster() -> Path:
     return SAMPLE
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Test tensors are small: one thread beats two that contend with other work on a shared CPU."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

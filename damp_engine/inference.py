@@ -1,0 +1,92 @@
+"""Run batches of tiles through a DAMP network on the CPU or a CUDA GPU.
+
+On CUDA the batch is staged in pinned (page-locked) host memory so the copy to the GPU can run
+asynchronously, and the network runs under autocast (bfloat16 where the GPU supports it, else
+float16); outputs come back as float32. On the CPU everything stays float32.
+
+A GPU that runs out of memory is not fatal: `Backoff` decides how to retry (half the batch,
+then half the tile) and the tiling loop re-queues the work.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .checkpoint import LoadedModel
+from .errors import DampInputError
+from .spectral import restore_cube
+
+OutOfMemoryError = torch.cuda.OutOfMemoryError
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The reduced precision used on `device`: bf16 if the GPU supports it, else fp16; None on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+class NetworkRunner:
+    """Restores a batch (B, C, H, W) of scaled tiles with any band count C, returning numpy arrays."""
+
+    def __init__(self, model: LoadedModel):
+        self.net = model.net
+        self.device = model.device
+        self.dtype = autocast_dtype(model.device)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def _to_device(self, x: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(restored (B, C, H, W) float32, gates (B, n_blocks, E) float32) for a scaled batch."""
+        with torch.inference_mode(), self._autocast():
+            restored, trace = restore_cube(self.net, self._to_device(x), return_trace=True)
+        return restored.float().cpu().numpy(), trace.gates.float().cpu().numpy()
+
+    def release_memory(self) -> None:
+        """Return cached GPU memory after an out-of-memory error (no-op on the CPU)."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+class Backoff:
+    """The batch and tile sizes of a run, lowered step by step when the GPU runs out of memory.
+
+    After an out-of-memory error on a batch of several tiles the batch is halved; on a single
+    tile the tile is halved, down to `min_tile`. Below that the run cannot go on on this device.
+    """
+
+    def __init__(self, batch: int, tile: int, min_tile: int, log: Callable[[str], None] | None = None):
+        self.batch, self.tile, self.min_tile = batch, tile, min_tile
+        self.events: list[str] = []
+        self._log = log
+
+    def shrink(self, attempted: int) -> str:
+        """Lower the batch (returns "batch") or the tile (returns "tile") after an OOM on `attempted` tiles."""
+        if attempted > 1:
+            self.batch = max(1, attempted // 2)
+            return self._note("batch", f"GPU out of memory: batch lowered to {self.batch} tile(s).")
+        if self.tile // 2 >= self.min_tile:
+            self.tile //= 2
+            self.batch = 1
+            return self._note("tile", f"GPU out of memory: tile lowered to {self.tile} px.")
+        raise DampInputError(
+            f"The GPU ran out of memory even for one {self.tile}-pixel tile; close other GPU programs "
+            "or run on the CPU (device 'cpu').")
+
+    def _note(self, what: str, message: str) -> str:
+        self.events.append(message)
+        if self._log:
+            self._log(message)
+        return what

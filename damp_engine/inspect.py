@@ -1,0 +1,266 @@
+"""Inspect a raster for the QGIS dock: its degradation prompt, a plain reading of it, and the routing.
+
+``inspect_raster`` answers "what is wrong with this image, and what would the model do about
+it?" for a whole raster (sampled) or one pixel window of it, in one call that a GUI can run in a
+worker thread:
+
+1. the raster is scaled to about [0, 1] with ``measure_scaling`` (the factor restoration uses);
+2. the region (the whole raster, or the given window) is read at **full resolution**, never
+   decimated: decimation would sharpen a blurred image and hide the very degradation we look
+   for. A region that fits in ``max_size`` × ``max_size`` pixels is read whole; a larger one is
+   sampled by 2 × 2 windows of ``max_size // 2`` pixels spread evenly over it, so at most
+   ``max_size``² pixels per band are read whatever the raster's size. Windows less than half
+   valid are skipped; gaps in the rest are filled with their band's median, and bands without
+   any valid sample are left out;
+3. the six DP metrics are computed on every window over all kept bands and averaged over windows
+   (the convention of ``prompt_raster``);
+4. the model restores the windows once with ``return_trace=True``; the gates of its DAMoE blocks
+   are averaged over the windows. (For a raster whose band count differs from the model's, the
+   network sees spectral windows and routes on their prompts: see ``damp_engine.spectral``.)
+
+``describe_prompt`` turns the metrics into one line of plain language with evidence, judged
+against the ranges the model card records for clean and for degraded training crops.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import DampCancelled, DampInputError
+from .raster import RasterReader
+from .scaling import measure_scaling, sample_grid
+from .scene import MIN_VALID_SHARE, fill_invalid
+
+if TYPE_CHECKING:
+    from .checkpoint import LoadedModel
+
+Window = tuple[int, int, int, int]  # x0, y0, width, height in pixels
+Range = tuple[float, float]         # (low, high): p05 and p95 of a metric
+Ranges = dict[str, dict[str, Range]]  # {"clean": {metric: range}, "degraded": {metric: range}}
+
+MIN_SIDE = 8  # the prompt needs at least 8 × 8 pixels
+
+# Readings, in the order they are tested; each names the physical cause a user can act on.
+NOISE = "strong high-frequency noise, spectra rough: noise-like degradation"
+GAPS = "sharp spatial artefacts on smooth spectra: missing pixels, stripes or dead lines"
+BAND_LOSS = "spectral curvature spikes: lost or corrupted bands"
+BLUR = "high frequencies missing: blur or low resolution"
+CLEAN = "looks clean"
+UNUSUAL = "no typical degradation pattern, but some metrics lie outside the clean range"
+NO_RANGES = "no reference ranges in the model card: the metrics cannot be judged"
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What the dock shows for one layer or window.
+
+    metrics:        the six DP metrics {name: value}, in ``METRIC_NAMES`` order.
+    ranges:         {"clean"|"degraded": {name: (p05, p95)}} from the model card, or None.
+    reading:        one-line plain-language reading of the metrics (``describe_prompt``).
+    evidence:       the observations behind the reading, one sentence each.
+    block_names:    the model's DAMoE blocks in execution order ("dec2.0", ...).
+    gates:          n_blocks × E gate weights (after top-k), averaged over the windows read.
+    spatial_share:  n_blocks × E spatial share λ_s of every expert (λ_c = 1 − λ_s).
+    device:         where the model ran: "CUDA: <GPU name>" or "CPU".
+    model:          the model's name (its card's "name", else its file's stem).
+    windows:        the pixel windows (x0, y0, width, height) that were read.
+    bands:          the bands used (those holding valid data).
+    """
+
+    metrics: dict[str, float]
+    ranges: Ranges | None
+    reading: str
+    evidence: list[str]
+    block_names: list[str]
+    gates: list[list[float]]
+    spatial_share: list[list[float]]
+    device: str
+    model: str
+    windows: list[Window] = field(default_factory=list)
+    bands: int = 0
+
+
+def inspect_raster(path: str | os.PathLike, window: Window | None = None,
+                   model: LoadedModel | str | os.PathLike | None = None, device: str = "auto",
+                   max_size: int = 256, cancelled: Callable[[], bool] | None = None) -> Inspection:
+    """Inspect the raster ``path``, whole (sampled) or in the pixel ``window`` (x0, y0, w, h).
+
+    ``model`` is a loaded model, a model file, or None for the default model (``load_model``);
+    ``device`` is used only when the model is loaded here. ``cancelled`` is polled between
+    steps; when it returns True the call raises ``DampCancelled``. Raises ``DampInputError`` for
+    a raster with fewer than 3 bands, a window outside the raster or under 8 × 8 pixels, or no
+    part that is at least half valid.
+    """
+    import torch
+
+    from .checkpoint import LoadedModel, load_model
+    from .prompt import METRIC_NAMES, compute_prompt
+    from .spectral import restore_cube
+
+    def check() -> None:
+        if cancelled is not None and cancelled():
+            raise DampCancelled("The inspection was cancelled.")
+
+    with RasterReader(path, min_bands=3) as reader:
+        region = _region(reader.info.width, reader.info.height, window)
+        windows = sample_windows(region, max_size)
+        scaling = measure_scaling(reader)
+        keep = scaling.good_bands
+        if keep.sum() < 3:
+            raise DampInputError(f"{path} has fewer than 3 bands with valid data; the prompt needs at least 3.")
+        tiles, used = [], []
+        for x0, y0, w, h in windows:
+            check()
+            data, valid = reader.read(x0, y0, w, h)
+            data, valid = data[keep], valid[keep]
+            if valid.all(axis=0).mean() >= MIN_VALID_SHARE:
+                tiles.append(fill_invalid(data, valid) / np.float32(scaling.factor))
+                used.append((x0, y0, w, h))
+    if not tiles:
+        raise DampInputError(f"{path}: no part of this area is at least half valid pixels; "
+                             "move to an area with data.")
+    check()
+    batch = torch.from_numpy(np.stack(tiles))
+    metrics = dict(zip(METRIC_NAMES, compute_prompt(batch).values.double().mean(dim=0).tolist()))
+    check()
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device)
+    with torch.inference_mode():
+        _, trace = restore_cube(loaded.net, batch.to(loaded.device), return_trace=True)
+    ranges = card_ranges(loaded.card)
+    reading, evidence = describe_prompt(metrics, ranges)
+    return Inspection(
+        metrics=metrics, ranges=ranges, reading=reading, evidence=evidence,
+        block_names=list(trace.block_names), gates=trace.mean_gates().double().cpu().tolist(),
+        spatial_share=trace.spatial_share.double().cpu().tolist(), device=device_label(loaded.device),
+        model=loaded.name, windows=used, bands=int(keep.sum()),
+    )
+
+
+def _region(width: int, height: int, window: Window | None) -> Window:
+    """The pixel window to inspect: ``window`` clipped to the raster, or the whole raster."""
+    if window is None:
+        return (0, 0, width, height)
+    x0, y0, w, h = (int(v) for v in window)
+    xa, ya = max(x0, 0), max(y0, 0)
+    xb, yb = min(x0 + w, width), min(y0 + h, height)
+    if xb <= xa or yb <= ya:
+        raise DampInputError(f"The window {window} lies outside the {width} × {height} raster; "
+                             "pan to the layer.")
+    if min(xb - xa, yb - ya) < MIN_SIDE:
+        raise DampInputError(f"The visible part of the layer is {xb - xa} × {yb - ya} pixels; the "
+                             f"degradation prompt needs at least {MIN_SIDE} × {MIN_SIDE}. Zoom out.")
+    return (xa, ya, xb - xa, yb - ya)
+
+
+def sample_windows(region: Window, max_size: int) -> list[Window]:
+    """The full-resolution windows read for ``region``: itself if it fits in ``max_size``², else
+    2 × 2 windows of ``max_size // 2`` pixels spread evenly over it (clipped to the region)."""
+    x0, y0, w, h = region
+    if w <= max_size and h <= max_size:
+        return [region]
+    side = max(MIN_SIDE, max_size // 2)
+    return [(x0 + x, y0 + y, ww, hh) for x, y, ww, hh in sample_grid(w, h, window=side, count=2)]
+
+
+def device_label(device: Any) -> str:
+    """"CUDA: <GPU name>" for a CUDA device, else "CPU"."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"CUDA: {torch.cuda.get_device_name(device)}"
+    return "CPU"
+
+
+def card_ranges(card: Mapping[str, Any]) -> Ranges | None:
+    """The card's "prompt_ranges" as {"clean"|"degraded": {metric: (low, high)}}, or None.
+
+    None when the card has no ranges (a model that was never trained on data) or when they do
+    not cover all six metrics for both kinds of data.
+    """
+    from .prompt import METRIC_NAMES
+
+    raw = card.get("prompt_ranges")
+    try:
+        return {kind: {name: (float(raw[kind][name][0]), float(raw[kind][name][1]))
+                       for name in METRIC_NAMES}
+                for kind in ("clean", "degraded")}
+    except (TypeError, KeyError, IndexError, ValueError):
+        return None
+
+
+def describe_prompt(metrics: Mapping[str, float], ranges: Ranges | None) -> tuple[str, list[str]]:
+    """A plain-language reading of the DP metrics, and the evidence for it.
+
+    Each metric is judged against its clean range (low, high) from ``ranges["clean"]``: *above*
+    means value > high, *below* means value < low. The rules, tested in this order (more than
+    one can hold; their readings are joined with "; "):
+
+    ==========  =================================================  ==============================
+    reading     rule                                               why
+    ==========  =================================================  ==============================
+    noise       HFER above and SCM above                           noise adds fine detail in space
+                                                                   and roughness along spectra
+    gaps        HFER above, SCM not above                          missing pixels, stripes and dead
+                                                                   lines add spatial edges but
+                                                                   leave most spectra smooth
+    band loss   SCS above, HFER not above                          zeroed or spiky bands make a few
+                                                                   sharp kinks in every spectrum
+    blur        HFER below, SCC not below                          blur and coarse pixels remove
+                                                                   fine detail but keep neighbours
+                                                                   alike (zeroed bands also lower
+                                                                   HFER, but they lower SCC too)
+    ==========  =================================================  ==============================
+
+    When no rule holds, the reading is "looks clean" if all six metrics lie inside their clean
+    ranges, else a note that some lie outside. Without ranges (a card that has none), the
+    reading says so and the evidence is empty. The evidence lists every metric outside its
+    clean range, with its value, the range and, where it lies inside it, the degraded range.
+    """
+    if ranges is None:
+        return NO_RANGES, []
+    from .prompt import METRIC_TITLES
+
+    clean = ranges["clean"]
+    side = {name: _side(value, clean[name]) for name, value in metrics.items()}
+    above = {name for name, s in side.items() if s == "above"}
+    below = {name for name, s in side.items() if s == "below"}
+    readings = []
+    if "hfer" in above and "scm" in above:
+        readings.append(NOISE)
+    if "hfer" in above and "scm" not in above:
+        readings.append(GAPS)
+    if "scs" in above and "hfer" not in above:
+        readings.append(BAND_LOSS)
+    if "hfer" in below and "scc" not in below:
+        readings.append(BLUR)
+    evidence = []
+    for name, value in metrics.items():
+        if side[name] == "inside":
+            continue
+        low, high = clean[name]
+        line = (f"{METRIC_TITLES[name]} ({name.upper()}) {value:.3g} is {side[name]} the clean "
+                f"range {low:.3g}–{high:.3g}")
+        deg_low, deg_high = ranges["degraded"][name]
+        if deg_low <= value <= deg_high:
+            line += f", inside the degraded range {deg_low:.3g}–{deg_high:.3g}"
+        evidence.append(line)
+    if readings:
+        return "; ".join(readings), evidence
+    if evidence:
+        return UNUSUAL, evidence
+    return CLEAN, ["all six metrics lie inside their clean ranges"]
+
+
+def _side(value: float, clean: Range) -> str:
+    """Where ``value`` lies against a clean range: "below", "inside" or "above"."""
+    low, high = clean
+    if value > high:
+        return "above"
+    if value < low:
+        return "below"
+    return "inside"

@@ -1,0 +1,463 @@
+"""Streaming tiled inference: restore or super-resolve rasters of any size (DESIGN §5).
+
+A raster is never held whole. Tiles are read block-wise with a halo of context
+(`damp_engine.tilegrid`), scaled to about [0, 1] by one robust factor for all bands
+(`damp_engine.scaling`), batched through the network (`damp_engine.inference`), cropped back
+to the tile and written at once; peak memory depends on the tile and batch sizes only.
+
+Halos are cropped, not blended. Read windows are aligned to the network's attention windows
+and down-sampling cells, so, for the convolution and attention layers, a tile's centre is
+computed exactly as in a whole-image pass, and every output pixel is computed once. What can
+differ between tiles is what the network pools over its whole input: the degradation prompt,
+the routers' and the channel attention's global averages. These are computed per tile, on the
+tile and its halo, which is how the network was trained (one prompt per training patch), and
+which lets routing follow the scene where degradations vary across it.
+
+Gaps and lost bands follow the training tasks. Nodata samples of a pixel that has data in
+other bands, and every band of the non-zero pixels of an optional mask raster, are 0 in the
+network's input, as the inpainting and band-loss tasks present them, and get restored values.
+`bad_bands` are zeroed in the input the same way and regenerated. Pixels nodata in every band,
+and not masked, stay nodata; the network sees each band's median of the tile there, so a swath
+edge looks like flat ground rather than a gap. Bands without any valid data in the raster (e.g.
+water-vapour absorption bands) are not given to the network and are written as nodata.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .checkpoint import LoadedModel, load_model
+from .errors import DampCancelled, DampInputError
+from .inference import Backoff, NetworkRunner, OutOfMemoryError
+from .prompt import METRIC_NAMES, METRIC_TITLES, compute_prompt
+from .raster import RasterInfo, RasterReader, RasterWriter, check_output_path
+from .report import RestoreReport, RunStats, write_json_atomically
+from .scaling import Scaling, measure_scaling
+from .tilegrid import TileGrid, Window
+
+MIN_TILE = 32          # smallest tile an out-of-memory back-off goes down to
+MIN_PROMPT_SIZE = 8    # the degradation prompt needs at least 8 x 8 pixels
+ROUTING_NODATA = 0
+
+Progress = Callable[[float], None] | None
+Cancelled = Callable[[], bool] | None
+Log = Callable[[str], None] | None
+ModelArg = LoadedModel | str | os.PathLike | None
+
+
+@dataclass(frozen=True)
+class BandPlan:
+    """Which bands the network sees (`net`) and which of those it must regenerate (`bad`)."""
+
+    net: np.ndarray
+    bad: np.ndarray
+
+    @property
+    def given(self) -> np.ndarray:
+        """Bands whose values are given to the network (net bands that are not bad)."""
+        return self.net & ~self.bad
+
+
+def band_plan(scaling: Scaling, bands: int, bad_bands: Sequence[int] | None) -> BandPlan:
+    """Bands with data plus the user's bad bands (1-based) go to the network; DampInputError if too few."""
+    bad = np.zeros(bands, bool)
+    for number in bad_bands or ():
+        if not 1 <= int(number) <= bands:
+            raise DampInputError(f"Bad band {number} does not exist; the raster has bands 1 to {bands}.")
+        bad[int(number) - 1] = True
+    net = scaling.good_bands | bad
+    if (net & ~bad).sum() < 3 or net.sum() < 3:
+        raise DampInputError(f"Only {(net & ~bad).sum()} band(s) hold data that is not marked bad; "
+                             "DAMP needs at least 3 bands with data to restore a raster.")
+    return BandPlan(net=net, bad=bad[net])
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """How restored physical values are stored: data type, nodata and the input's scale/offset."""
+
+    dtype: np.dtype
+    nodata: float | None
+    scales: np.ndarray
+    offsets: np.ndarray
+
+    def encode(self, physical: np.ndarray) -> np.ndarray:
+        """(bands, h, w) physical values, NaN where nodata, -> stored values of the output type."""
+        stored = (physical - self.offsets[:, None, None]) / self.scales[:, None, None]
+        gap = np.isnan(stored)
+        if np.issubdtype(self.dtype, np.integer):
+            limits = np.iinfo(self.dtype)
+            stored = np.clip(np.rint(np.nan_to_num(stored)), limits.min, limits.max)
+        stored = stored.astype(self.dtype)
+        if self.nodata is not None and not np.isnan(self.nodata):
+            stored[~gap & (stored == np.asarray(self.nodata).astype(self.dtype))] = self._next_to_nodata()
+        stored[gap] = self.nodata if self.nodata is not None else 0
+        return stored
+
+    def _next_to_nodata(self):
+        """A valid value next to nodata, for restored values that would otherwise read as nodata."""
+        if np.issubdtype(self.dtype, np.integer):
+            return self.nodata + 1 if self.nodata < np.iinfo(self.dtype).max else self.nodata - 1
+        return np.nextafter(self.dtype.type(self.nodata), self.dtype.type(np.inf))
+
+
+def output_format(info: RasterInfo) -> OutputFormat:
+    """Integer inputs keep their type; float inputs are written as float32 (nodata NaN if none is set)."""
+    dtype = np.dtype(info.dtype if info.is_integer else "float32")
+    nodata = info.nodata if info.nodata is not None or info.is_integer else float("nan")
+    return OutputFormat(dtype, nodata, np.asarray(info.scales, np.float32), np.asarray(info.offsets, np.float32))
+
+
+def prepare_tile(data: np.ndarray, valid: np.ndarray, fill: np.ndarray | None, bands: BandPlan,
+                 factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """The network input of one read window and the pixels that stay nodata.
+
+    data, valid: (all bands, h, w) from `RasterReader.read` (invalid samples are 0); fill: (h, w)
+    bool, the mask's pixels to fill, or None. Returns (x, void): x (net bands, h, w) float32
+    scaled by 1/factor, with invalid samples, masked pixels and bad bands at 0 and void pixels
+    at their band's median; void (h, w) bool, the pixels nodata in every given band and not masked.
+    """
+    data, valid = data[bands.net], valid[bands.net]
+    void = ~valid[~bands.bad].any(axis=0)
+    if fill is not None:
+        void &= ~fill
+    x = data / np.float32(factor)
+    fill_void(x, valid, void)
+    if fill is not None:
+        x[:, fill] = 0.0
+    x[bands.bad] = 0.0
+    return x, void
+
+
+def fill_void(x: np.ndarray, valid: np.ndarray, void: np.ndarray) -> None:
+    """Set the void pixels of each band of x (in place) to the band's median valid sample (0 if none)."""
+    if not void.any():
+        return
+    for band, ok in zip(x, valid):
+        good = band[ok]
+        band[void] = np.median(good) if good.size else 0.0
+
+
+def replicate(a: np.ndarray, factor: int) -> np.ndarray:
+    """Pixel-replicate the last two axes `factor` times (how the training's SR task presents inputs)."""
+    return a if factor == 1 else a.repeat(factor, axis=-2).repeat(factor, axis=-1)
+
+
+class TileOutputs:
+    """The rasters a run writes tile by tile: restored cube, routing map and prompt map (each optional).
+
+    Every one is a RasterWriter entered on `stack`, so leaving the stack with an exception (a
+    cancel, an error) deletes them all and leaves existing files untouched.
+    """
+
+    def __init__(self, stack: ExitStack, info: RasterInfo, factor: int, fmt: OutputFormat,
+                 block_names: Sequence[str], output: Path | None, routing_map: Path | None,
+                 prompt_map: Path | None, model_name: str | None):
+        self.factor, self.fmt, self.bands = factor, fmt, info.bands
+        self.cube = self.routing = self.prompt = None
+        if output is not None:
+            self.cube = stack.enter_context(_cube_writer(output, info, factor, fmt, model_name))
+        map_like = replace(info, band_names=(), wavelengths=None, metadata={})
+        if routing_map is not None:
+            self.routing = stack.enter_context(RasterWriter(
+                routing_map, map_like, bands=len(block_names), dtype="uint8", nodata=ROUTING_NODATA,
+                band_names=[f"{name}: dominant expert" for name in block_names]))
+        if prompt_map is not None:
+            self.prompt = stack.enter_context(RasterWriter(
+                prompt_map, map_like, bands=len(METRIC_NAMES), dtype="float32", nodata=float("nan"),
+                band_names=[f"{name.upper()}: {METRIC_TITLES[name]}" for name in METRIC_NAMES]))
+
+    def write_cube(self, window: Window, restored: np.ndarray | None, bands: BandPlan, void: np.ndarray) -> None:
+        """Write one tile: `restored` (net bands, h·f, w·f) physical values, or None for an all-nodata tile."""
+        if self.cube is None:
+            return
+        f = self.factor
+        physical = np.full((self.bands, window.h * f, window.w * f), np.nan, np.float32)
+        if restored is not None:
+            physical[bands.net] = restored
+            physical[:, void] = np.nan
+        self.cube.write(self.fmt.encode(physical), window.x0 * f, window.y0 * f)
+
+    def write_maps(self, window: Window, prompt: np.ndarray | None, gates: np.ndarray | None, blocks: int) -> None:
+        """Paint one tile's dominant experts (1..E, 0 = none) and its six DP values over its area."""
+        shape = (window.h, window.w)
+        if self.routing is not None:
+            experts = np.zeros(blocks, np.uint8) if gates is None else gates.argmax(axis=-1).astype(np.uint8) + 1
+            self.routing.write(np.broadcast_to(experts[:, None, None], (blocks, *shape)), window.x0, window.y0)
+        if self.prompt is not None:
+            values = np.full(len(METRIC_NAMES), np.nan, np.float32) if prompt is None else prompt
+            self.prompt.write(np.broadcast_to(values[:, None, None], (len(values), *shape)), window.x0, window.y0)
+
+
+def _cube_writer(path: Path, info: RasterInfo, factor: int, fmt: OutputFormat, model_name: str | None) -> RasterWriter:
+    """The writer of the restored cube: the input's bands, metadata and georeferencing, `factor` times finer."""
+    gt = info.geotransform
+    geotransform = (gt[0], gt[1] / factor, gt[2] / factor, gt[3], gt[4] / factor, gt[5] / factor)
+    metadata = {**info.metadata, "DAMP_MODEL": model_name or ""}
+    if factor > 1:
+        metadata["DAMP_UPSCALE_FACTOR"] = str(factor)
+    return RasterWriter(path, info, dtype=fmt.dtype.name, width=info.width * factor, height=info.height * factor,
+                        geotransform=geotransform, nodata=fmt.nodata, scales=info.scales, offsets=info.offsets,
+                        metadata=metadata)
+
+
+@dataclass
+class ReadTile:
+    """One tile read and prepared: its window, network input (net bands, H, W) and void pixels (h, w)."""
+
+    window: Window
+    x: np.ndarray
+    void: np.ndarray
+
+    @property
+    def empty(self) -> bool:
+        """True when no pixel of the tile will hold data (nothing for the network to do)."""
+        return bool(self.void.all())
+
+
+class TiledRun:
+    """One streaming pass over a raster: read, prompt, restore, write, tile by tile."""
+
+    def __init__(self, reader: RasterReader, mask: RasterReader | None, scaling: Scaling, bands: BandPlan,
+                 factor: int, grid: TileGrid, outputs: TileOutputs, runner: NetworkRunner | None,
+                 backoff: Backoff, stats: RunStats, blocks: int):
+        self.reader, self.mask, self.scaling, self.bands = reader, mask, scaling, bands
+        self.factor, self.grid, self.outputs, self.runner = factor, grid, outputs, runner
+        self.backoff, self.stats, self.blocks = backoff, stats, blocks
+
+    def run(self, progress: Progress, cancelled: Cancelled) -> None:
+        """Process every tile; an out-of-memory error re-queues the batch with a smaller batch or tile."""
+        queue = deque(self.grid.windows(self.backoff.tile))
+        total, done = self.grid.width * self.grid.height, 0
+        while queue:
+            if cancelled is not None and cancelled():
+                raise DampCancelled("Cancelled; no output was written.")
+            group = _take_batch(queue, self.backoff.batch)
+            try:
+                self._process([self._read(w) for w in group])
+            except OutOfMemoryError:
+                self.runner.release_memory()
+                queue.extendleft(reversed(group))
+                if self.backoff.shrink(len(group)) == "tile":
+                    queue = deque(part for w in queue for part in self.grid.split(w, self.backoff.tile))
+                continue
+            for window in group:
+                done += window.area
+                if progress is not None:
+                    progress(done / total)
+
+    def _read(self, window: Window) -> ReadTile:
+        with self.stats.timed("read"):
+            data, valid = self.reader.read(window.rx, window.ry, window.rw, window.rh)
+            fill = None
+            if self.mask is not None:
+                fill = self.mask.read(window.rx, window.ry, window.rw, window.rh)[0][0] != 0
+            x, void = prepare_tile(data, valid, fill, self.bands, self.scaling.factor)
+            rows, cols = window.crop()
+            return ReadTile(window, replicate(x, self.factor), replicate(void[rows, cols], self.factor))
+
+    def _process(self, tiles: list[ReadTile]) -> None:
+        """Prompt and restore the non-empty tiles of a batch, then write every tile."""
+        results = iter(self._infer([t.x for t in tiles if not t.empty]))
+        with self.stats.timed("write"):
+            for tile in tiles:
+                self._write(tile, *((None, None, None) if tile.empty else next(results)))
+
+    def _infer(self, inputs: list[np.ndarray]) -> list[tuple]:
+        """(prompt, restored or None, gates or None) for each network input of the batch."""
+        if not inputs:
+            return []
+        batch = np.stack(inputs)
+        with self.stats.timed("prompt"):
+            prompts = compute_prompt(batch).values.numpy()
+        if self.runner is None:
+            return [(p, None, None) for p in prompts]
+        with self.stats.timed("network"):
+            restored, gates = self.runner(batch)
+        return list(zip(prompts, restored, gates))
+
+    def _write(self, tile: ReadTile, prompt, restored, gates) -> None:
+        window = tile.window
+        if restored is not None:
+            rows, cols = window.crop(self.factor)
+            restored = restored[:, rows, cols] * np.float32(self.scaling.factor)
+        self.outputs.write_cube(window, restored, self.bands, tile.void)
+        self.outputs.write_maps(window, prompt, gates, self.blocks)
+        self.stats.add_tile(prompt, gates, window.area)
+
+
+def _take_batch(queue: deque, size: int) -> list[Window]:
+    """Pop up to `size` windows from the front of `queue` that share the first one's read shape."""
+    group = [queue.popleft()]
+    while queue and len(group) < size and queue[0].read_shape == group[0].read_shape:
+        group.append(queue.popleft())
+    return group
+
+
+def _resolve_model(model: ModelArg, device: str) -> LoadedModel:
+    """A LoadedModel as given (it runs where it was loaded), else load the path or the bundled model."""
+    return model if isinstance(model, LoadedModel) else load_model(model, device=device)
+
+
+def _check_settings(tile: int, halo: int, batch: int) -> None:
+    if tile < MIN_TILE:
+        raise DampInputError(f"The tile size must be at least {MIN_TILE} pixels, not {tile}.")
+    if halo < 0:
+        raise DampInputError(f"The halo cannot be negative ({halo}); 32 pixels is a good default.")
+    if batch < 1:
+        raise DampInputError(f"The batch must be at least 1 tile, not {batch}.")
+
+
+def _check_size(info: RasterInfo, factor: int) -> None:
+    if min(info.width, info.height) * factor < MIN_PROMPT_SIZE:
+        raise DampInputError(f"{info.path} is {info.width} x {info.height} pixels; DAMP needs at least "
+                             f"{MIN_PROMPT_SIZE} x {MIN_PROMPT_SIZE} pixels on the grid it restores.")
+
+
+def _check_report_path(report: str | os.PathLike, src: str | os.PathLike) -> Path:
+    """The report's JSON path, refused where it would overwrite the input or has no folder."""
+    path = Path(report).expanduser().resolve()
+    if path == Path(src).expanduser().resolve() or not path.parent.is_dir():
+        raise DampInputError(f"Cannot write the report to {report}: choose a .json path in an existing "
+                             "folder, other than the input.")
+    return path
+
+
+def _open_mask(mask: str | os.PathLike | None, info: RasterInfo, stack: ExitStack) -> RasterReader | None:
+    """The mask raster (non-zero = fill), checked to lie on the input's grid."""
+    if mask is None:
+        return None
+    reader = stack.enter_context(RasterReader(mask))
+    if (reader.info.width, reader.info.height) != (info.width, info.height):
+        raise DampInputError(f"The mask {mask} is {reader.info.width} x {reader.info.height} pixels but the "
+                             f"raster is {info.width} x {info.height}; give a mask on the raster's grid.")
+    return reader
+
+
+def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch: int, device: str,
+         mask=None, bad_bands=None, report=None, routing_map=None, prompt_map=None,
+         progress: Progress = None, cancelled: Cancelled = None, log: Log = None) -> RestoreReport:
+    """The shared body of restore_raster, upscale_raster and routing_raster."""
+    _check_settings(tile, halo, batch)
+    paths = [None if p is None else check_output_path(p, src, mask) for p in (dst, routing_map, prompt_map)]
+    report_path = None if report is None else _check_report_path(report, src)
+    loaded = _resolve_model(model, device)
+    net = loaded.net
+    stats = RunStats()
+    with ExitStack() as stack:
+        reader = stack.enter_context(RasterReader(src, min_bands=3))
+        info = reader.info
+        _check_size(info, factor)
+        mask_reader = _open_mask(mask, info, stack)
+        scaling = measure_scaling(reader)
+        bands = band_plan(scaling, info.bands, bad_bands)
+        multiple = net.preset.size_multiple
+        align = multiple // math.gcd(multiple, factor)
+        grid = TileGrid(info.width, info.height, halo=-(-halo // factor), align=align,
+                        min_read=-(-multiple // factor))
+        outputs = TileOutputs(stack, info, factor, output_format(info), net.block_names, *paths, loaded.name)
+        backoff = Backoff(batch, max(1, tile // factor), max(1, MIN_TILE // factor), log)
+        if log is not None:
+            log(f"Restoring {info.width} x {info.height} px, {int(bands.net.sum())} of {info.bands} bands, "
+                f"on {loaded.device} with {loaded.name}; scale factor {scaling.factor:g}.")
+        TiledRun(reader, mask_reader, scaling, bands, factor, grid, outputs, NetworkRunner(loaded),
+                 backoff, stats, len(net.block_names)).run(progress, cancelled)
+    result = RestoreReport(
+        output=paths[0], device=str(loaded.device), model=loaded.name, tiles=stats.tiles,
+        bands=info.bands, width=info.width * factor, height=info.height * factor,
+        tile=backoff.tile * factor, halo=halo, batch=backoff.batch,
+        seconds=stats.total_seconds(), prompt=stats.prompt_summary(),
+        routing=stats.routing_summary(net.block_names),
+        spatial_share=_spatial_shares(net), scale_factor=scaling.factor, events=backoff.events,
+        routing_map=paths[1], prompt_map=paths[2], report=report_path)
+    if report_path is not None:
+        write_json_atomically(report_path, result.to_dict())
+    return result
+
+
+def _spatial_shares(net) -> dict[str, list[float]]:
+    """{block: λ_s per expert}."""
+    shares = net.spatial_shares().detach().float().cpu().numpy()
+    return {name: [round(float(v), 6) for v in shares[i]] for i, name in enumerate(net.block_names)}
+
+
+def restore_raster(src: str | os.PathLike, dst: str | os.PathLike, *, model: ModelArg = None, tile: int = 256,
+                   halo: int = 32, batch: int = 4, device: str = "auto", mask: str | os.PathLike | None = None,
+                   bad_bands: Sequence[int] | None = None, report: str | os.PathLike | None = None,
+                   routing_map: str | os.PathLike | None = None, prompt_map: str | os.PathLike | None = None,
+                   progress: Progress = None, cancelled: Cancelled = None, log: Log = None) -> RestoreReport:
+    """Restore a hyperspectral raster tile by tile and write it to `dst` (GeoTIFF or ENVI).
+
+    model:        None (the bundled model), a .safetensors path, or a LoadedModel (used as is,
+                  on its own device; load it once and pass it to run many rasters).
+    tile, halo:   output tile side and the context read around it, in pixels.
+    batch:        tiles per forward pass.
+    device:       "auto", "cpu" or "cuda" (where a path or the bundled model is loaded).
+    mask:         raster on the input grid whose non-zero pixels are filled (inpainted).
+    bad_bands:    1-based band numbers to regenerate (their values are ignored).
+    report:       path of a JSON copy of the returned report.
+    routing_map:  raster of each tile's dominant expert per decoder DAMoE block (1..E, 0 = none).
+    prompt_map:   six-band raster of each tile's degradation prompt.
+    progress:     called with the fraction done after every tile.
+    cancelled:    polled between batches; returning True raises DampCancelled and writes nothing.
+    log:          called with one-line messages (settings, out-of-memory back-offs).
+
+    The output has the input's data type for integer inputs (rounded and clipped, with the
+    input's band scale/offset) and float32 otherwise; nodata, georeferencing, band names and
+    wavelengths are kept. See the module docstring for gaps, masks and bad bands.
+    """
+    return _run(src, dst, factor=1, model=model, tile=tile, halo=halo, batch=batch, device=device, mask=mask,
+                bad_bands=bad_bands, report=report, routing_map=routing_map, prompt_map=prompt_map,
+                progress=progress, cancelled=cancelled, log=log)
+
+
+def upscale_raster(src: str | os.PathLike, dst: str | os.PathLike, factor: int, **options) -> RestoreReport:
+    """Super-resolve a raster `factor` times (same extent, pixels `factor` times smaller) and restore it.
+
+    Each tile is pixel-replicated onto the fine grid, as the training's super-resolution task
+    presents its inputs, and restored there. `tile` and `halo` are in fine-grid pixels; the
+    routing and prompt maps lie on the input grid. Other options as for `restore_raster`.
+    """
+    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or not 2 <= factor <= 8:
+        raise DampInputError(f"The upscaling factor must be a whole number from 2 to 8, not {factor!r}.")
+    defaults = {"model": None, "tile": 256, "halo": 32, "batch": 4, "device": "auto"}
+    return _run(src, dst, factor=int(factor), **{**defaults, **options})
+
+
+def routing_raster(src: str | os.PathLike, dst: str | os.PathLike, *, model: ModelArg = None, tile: int = 256,
+                   halo: int = 32, device: str = "auto", progress: Progress = None, cancelled: Cancelled = None,
+                   log: Log = None) -> RestoreReport:
+    """Run the network over the raster and write only the routing map (one band per decoder DAMoE block)."""
+    return _run(src, None, factor=1, model=model, tile=tile, halo=halo, batch=4, device=device,
+                routing_map=dst, progress=progress, cancelled=cancelled, log=log)
+
+
+def prompt_map_raster(src: str | os.PathLike, dst: str | os.PathLike, *, tile: int = 256,
+                      progress: Progress = None, cancelled: Cancelled = None) -> Path:
+    """Write a six-band raster holding each tile's degradation prompt over the tile's area (no network).
+
+    Tiles are presented as the restoration presents them (gaps zeroed, swath edges filled);
+    a sliver tile at the raster's edge is measured on a window widened to 8 pixels.
+    """
+    if tile < MIN_PROMPT_SIZE:
+        raise DampInputError(f"The tile size must be at least {MIN_PROMPT_SIZE} pixels, not {tile}.")
+    out = check_output_path(dst, src)
+    stats = RunStats()
+    with ExitStack() as stack:
+        reader = stack.enter_context(RasterReader(src, min_bands=3))
+        info = reader.info
+        _check_size(info, 1)
+        scaling = measure_scaling(reader)
+        bands = band_plan(scaling, info.bands, None)
+        grid = TileGrid(info.width, info.height, halo=0, min_read=MIN_PROMPT_SIZE)
+        outputs = TileOutputs(stack, info, 1, output_format(info), [], None, None, out, None)
+        backoff = Backoff(1, tile, tile)
+        TiledRun(reader, None, scaling, bands, 1, grid, outputs, None, backoff, stats, 0).run(progress, cancelled)
+    return out

@@ -1,0 +1,331 @@
+"""Training and fine-tuning of DAMP on a folder of rasters, resumable from checkpoints.
+
+Each sample is a random crop of a random raster, a random window of the model's band count along
+the spectrum (bands without data skipped), flipped and rotated, then degraded by one draw from the
+training mix of `degrade.sample_training_degradation` (never the zero-shot kinds). The loss is
+Charbonnier + 0.01 × the routers' load-balancing loss; AdamW with warm-up and cosine decay.
+Checkpoints are safetensors (weights, and optimiser moments for `--resume`) plus JSON cards.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .checkpoint import load_model, resolve_device, save_checkpoint
+from .degrade import degrade, sample_training_degradation
+from .errors import DampCancelled, DampInputError
+from .model import DAMP, get_preset
+from .raster import RasterReader
+from .scaling import measure_scaling
+
+AUX_WEIGHT = 0.01
+RASTER_SUFFIXES = {".tif", ".tiff", ".bsq", ".bil", ".bip", ".img", ".dat", ".vrt"}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in the model card)."""
+
+    data: list[str]
+    out: str
+    preset: str = "tiny"
+    steps: int = 20000
+    batch: int = 8
+    crop: int = 64
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    warmup: int = 200
+    seed: int = 0
+    checkpoint_minutes: float = 5.0
+    device: str = "auto"
+    base_model: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Scene:
+    """One training raster held in memory, scaled to about [0, 1], bands without data removed."""
+
+    name: str
+    cube: np.ndarray
+    sha256: str
+
+
+def list_rasters(paths: list[str]) -> list[Path]:
+    """Raster files named directly or found (recursively) in the given folders."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in RASTER_SUFFIXES)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise DampInputError(f"Training data not found: {p}.")
+    if not files:
+        raise DampInputError(f"No rasters (.tif, .bsq, …) found in {', '.join(paths)}.")
+    return files
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_scene(path: Path, min_bands: int, min_size: int) -> Scene | None:
+    """Read a raster for training; None if it is too small or has too few bands with data."""
+    with RasterReader(path) as reader:
+        scaling = measure_scaling(reader)
+        cube, valid = reader.read_all()
+    cube, valid = cube[scaling.good_bands], valid[scaling.good_bands]
+    if cube.shape[0] < 3 or min(cube.shape[1:]) < min_size:
+        return None
+    pixel_ok = valid.all(axis=0)
+    cube = cube / scaling.factor
+    cube[:, ~pixel_ok] = np.median(cube[:, pixel_ok], axis=1)[:, None] if pixel_ok.any() else 0
+    return Scene(path.name, np.ascontiguousarray(cube, np.float32), file_sha256(path))
+
+
+def sample_crop(scene: Scene, bands: int, crop: int, rng: np.random.Generator) -> np.ndarray:
+    """A random (bands, crop, crop) training crop with a random flip and rotation."""
+    c, h, w = scene.cube.shape
+    y, x = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
+    if c >= bands:
+        b = rng.integers(0, c - bands + 1)
+        patch = scene.cube[b:b + bands, y:y + crop, x:x + crop]
+    else:
+        patch = resample_bands(scene.cube[:, y:y + crop, x:x + crop], bands)
+    patch = np.rot90(patch, k=int(rng.integers(4)), axes=(1, 2))
+    if rng.random() < 0.5:
+        patch = patch[:, :, ::-1]
+    return np.ascontiguousarray(patch)
+
+
+def resample_bands(cube: np.ndarray, bands: int) -> np.ndarray:
+    """Linear interpolation of a (C, H, W) cube onto `bands` evenly spaced spectral positions."""
+    src = np.linspace(0, 1, cube.shape[0])
+    dst = np.linspace(0, 1, bands)
+    idx = np.clip(np.searchsorted(src, dst, side="right") - 1, 0, cube.shape[0] - 2)
+    t = ((dst - src[idx]) / (src[idx + 1] - src[idx]))[:, None, None]
+    return ((1 - t) * cube[idx] + t * cube[idx + 1]).astype(np.float32)
+
+
+def make_batch(scenes: list[Scene], bands: int, crop: int, batch: int,
+               rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(degraded, clean) tensors of shape (batch, bands, crop, crop)."""
+    clean, degraded = [], []
+    for _ in range(batch):
+        patch = sample_crop(scenes[rng.integers(len(scenes))], bands, crop, rng)
+        kind, params = sample_training_degradation(rng)
+        noisy, _ = degrade(patch, kind, seed=int(rng.integers(2**31)), **params)
+        clean.append(patch)
+        degraded.append(noisy)
+    return torch.from_numpy(np.stack(degraded)), torch.from_numpy(np.stack(clean))
+
+
+def prompt_statistics(scenes: list[Scene], bands: int, crop: int, count: int = 256,
+                      seed: int = 12345) -> dict:
+    """DP statistics over degraded and clean training crops.
+
+    Returns the normalisation (mean and std of the raw metrics over both) and, per metric, the
+    5–95 % range on clean and on degraded crops (shown to users as the "seen in training" bars).
+    """
+    from .prompt import METRIC_NAMES, compute_prompt
+
+    rng = np.random.default_rng(seed)
+    degraded_rows, clean_rows = [], []
+    for _ in range(max(1, count // 8)):
+        degraded, clean = make_batch(scenes, bands, crop, 8, rng)
+        degraded_rows.append(compute_prompt(degraded).values.double())
+        clean_rows.append(compute_prompt(clean).values.double())
+    degraded_v, clean_v = torch.cat(degraded_rows), torch.cat(clean_rows)
+    both = torch.cat([degraded_v, clean_v])
+
+    def ranges(v: torch.Tensor) -> dict[str, list[float]]:
+        q = torch.quantile(v, torch.tensor([0.05, 0.95], dtype=v.dtype), dim=0)
+        return {name: [float(q[0, i]), float(q[1, i])] for i, name in enumerate(METRIC_NAMES)}
+
+    return {"shift": both.mean(0).tolist(), "scale": both.std(0).clamp_min(1e-6).tolist(),
+            "ranges": {"clean": ranges(clean_v), "degraded": ranges(degraded_v)}}
+
+
+def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    return torch.sqrt((pred - target) ** 2 + eps * eps).mean()
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then cosine decay to 2 % of the peak."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def save_state(path: Path, optimizer: torch.optim.Optimizer, net: DAMP, step: int) -> None:
+    """Optimiser moments as safetensors + the step as JSON, for --resume (no pickles)."""
+    names = {id(p): n for n, p in net.named_parameters()}
+    tensors = {}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            st = optimizer.state.get(p)
+            if st:
+                n = names[id(p)]
+                tensors[f"{n}.exp_avg"] = st["exp_avg"].contiguous()
+                tensors[f"{n}.exp_avg_sq"] = st["exp_avg_sq"].contiguous()
+                tensors[f"{n}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps({"step": step}))
+
+
+def load_state(path: Path, optimizer: torch.optim.Optimizer, net: DAMP) -> int:
+    """Restore optimiser moments written by save_state; returns the step to continue from."""
+    tensors = load_file(str(path))
+    for n, p in net.named_parameters():
+        if f"{n}.exp_avg" in tensors:
+            optimizer.state[p] = {"exp_avg": tensors[f"{n}.exp_avg"].to(p.device),
+                                  "exp_avg_sq": tensors[f"{n}.exp_avg_sq"].to(p.device),
+                                  "step": tensors[f"{n}.step"].reshape(()).clone()}
+    return int(json.loads(path.with_suffix(".json").read_text())["step"])
+
+
+class ProgressLine:
+    """A one-line progress bar on stderr: step, loss, speed, time left."""
+
+    def __init__(self, total: int, enabled: bool = True):
+        self.total, self.enabled, self.start = total, enabled and sys.stderr.isatty(), time.time()
+
+    def update(self, step: int, first: int, loss: float, samples_per_s: float) -> None:
+        if not self.enabled:
+            return
+        done = (step - first) / max(1, self.total - first)
+        left = (time.time() - self.start) * (1 - done) / max(done, 1e-9)
+        bar = "#" * int(30 * step / self.total)
+        sys.stderr.write(f"\r[{bar:<30}] {step}/{self.total} loss {loss:.4f} {samples_per_s:.1f} samples/s "
+                         f"{left / 60:.0f} min left ")
+        sys.stderr.flush()
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[float], None] | None = None,
+          cancelled: Callable[[], bool] | None = None, log: Callable[[str], None] = print) -> Path:
+    """Run (or resume) training; writes <out>.safetensors/.json and returns the weights path."""
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state_path = out.with_name(out.stem + ".optim.safetensors")
+    log_path = out.with_name(out.stem + ".log.csv")
+
+    if cfg.base_model or (resume and out.exists()):
+        loaded = load_model(out if resume and out.exists() else cfg.base_model, device=str(device))
+        net, card = loaded.net, loaded.card
+        if cfg.base_model and not (resume and out.exists()):
+            card = {**card, "fine_tuned_from": str(cfg.base_model)}
+    else:
+        net, card = DAMP(get_preset(cfg.preset)).to(device), {}
+    bands = net.preset.bands
+    files = list_rasters(cfg.data)
+    scenes = [s for s in (load_scene(f, 3, cfg.crop) for f in files) if s is not None]
+    if not scenes:
+        raise DampInputError(f"No training raster is at least {cfg.crop}×{cfg.crop} pixels with 3 bands.")
+    log(f"training {net.preset.name} ({sum(p.numel() for p in net.parameters()):,} parameters) on "
+        f"{len(scenes)} rasters, device {device}")
+
+    if not card:
+        stats = prompt_statistics(scenes, bands, cfg.crop)
+        net.set_prompt_normalisation(torch.tensor(stats["shift"]), torch.tensor(stats["scale"]))
+        card = {"prompt_ranges": stats["ranges"]}
+    net.train()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step = load_state(state_path, optimizer, net) if resume and state_path.exists() else 0
+    first = step
+    use_amp = device.type == "cuda"
+
+    def checkpoint(now_step: int) -> None:
+        net.eval()
+        meta = {**card, "training": {**asdict(cfg), "steps_done": now_step,
+                                      "data": [{"file": s.name, "sha256": s.sha256} for s in scenes]}}
+        save_checkpoint(net, out, meta)
+        save_state(state_path, optimizer, net, now_step)
+        net.train()
+
+    bar = ProgressLine(cfg.steps)
+    new_log = not log_path.exists() or step == 0
+    with open(log_path, "w" if new_log else "a", newline="") as fh:
+        writer = csv.writer(fh)
+        if new_log:
+            writer.writerow(["step", "loss", "aux", "lr", "samples_per_s", "elapsed_s"])
+        t0 = last_ckpt = time.time()
+        while step < cfg.steps:
+            if cancelled and cancelled():
+                raise DampCancelled()
+            rng = np.random.default_rng([cfg.seed, step])
+            degraded, clean = (t.to(device) for t in make_batch(scenes, bands, cfg.crop, cfg.batch, rng))
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, cfg)
+            t_step = time.time()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                pred, aux = net(degraded, return_aux=True)
+                loss = charbonnier(pred.float(), clean) + AUX_WEIGHT * aux
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optimizer.step()
+            step += 1
+            speed = cfg.batch / max(time.time() - t_step, 1e-9)
+            writer.writerow([step, f"{loss.item():.5f}", f"{aux.item():.5f}", f"{learning_rate(step - 1, cfg):.2e}",
+                             f"{speed:.2f}", f"{time.time() - t0:.1f}"])
+            bar.update(step, first, loss.item(), speed)
+            if progress:
+                progress(step / cfg.steps)
+            if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
+                fh.flush()
+                checkpoint(step)
+                last_ckpt = time.time()
+        checkpoint(step)
+    log(f"\nwrote {out} after {step} steps")
+    return out
+
+
+def finetune(rasters: list[str], out_model: str, base: str | None = None, steps: int = 300,
+             batch: int = 4, crop: int = 64, lr: float = 1e-4, device: str = "auto",
+             progress: Callable[[float], None] | None = None,
+             cancelled: Callable[[], bool] | None = None, log: Callable[[str], None] = print) -> Path:
+    """Fine-tune a model (the bundled one by default) on the user's own rasters.
+
+    The rasters are treated as clean; degradations are simulated on them. The output is a new
+    model file that `restore_raster` accepts; on cancel nothing is written.
+    """
+    from .checkpoint import DEFAULT_MODEL
+
+    out = Path(out_model)
+    if out.suffix != ".safetensors":
+        raise DampInputError(f"Name the fine-tuned model '*.safetensors', not '{out.name}'.")
+    staging = out.with_name(f".{out.stem}.finetune")
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        cfg = TrainConfig(data=[str(r) for r in rasters], out=str(staging / out.name), steps=steps,
+                          batch=batch, crop=crop, lr=lr, warmup=min(50, steps // 5), device=device,
+                          base_model=str(base or DEFAULT_MODEL), checkpoint_minutes=1e9)
+        trained = train(cfg, progress=progress, cancelled=cancelled, log=log)
+        for suffix in (".json", ".safetensors"):
+            trained.with_suffix(suffix).replace(out.with_suffix(suffix))
+    finally:
+        for leftover in staging.glob("*"):
+            leftover.unlink()
+        staging.rmdir()
+    return out

@@ -1,0 +1,263 @@
+"""What every DAMP algorithm shares: group, icon, help page, parameter helpers, the lazy engine
+import and the translation of engine errors into ``QgsProcessingException``.
+
+Subclasses declare their parameters in ``initAlgorithm`` (through :meth:`DampAlgorithm.add`, which
+attaches the help text) and implement :meth:`DampAlgorithm.process`: translate parameters, call
+``damp_engine``, report. Modules that import torch are imported inside ``process`` only, so that
+listing the algorithms (QGIS start-up, ``qgis_process list``) never loads torch.
+"""
+from __future__ import annotations
+
+import html
+import importlib
+from typing import Any, Callable
+
+from qgis.core import (
+    QgsContrastEnhancement,
+    QgsCoordinateReferenceSystem,
+    QgsFeature,
+    QgsFeatureSink,
+    QgsField,
+    QgsFields,
+    QgsMultiBandColorRenderer,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingOutputDefinition,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsRasterLayer,
+    QgsRasterMinMaxOrigin,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import QCoreApplication, QVariant
+from qgis.PyQt.QtGui import QIcon
+
+from damp_engine.errors import DampCancelled, DampInputError
+
+from ..paths import icon_path
+
+PAPER = ("Degradation-Aware Metric Prompting for Hyperspectral Image Restoration, ICML 2026, "
+         "arXiv:2512.20251")
+DEVICES = ("auto", "cpu", "cuda")
+MODEL_FILTER = "DAMP model (*.safetensors)"
+TORCH_MISSING = (
+    "DAMP needs PyTorch and safetensors, but the Python that QGIS runs cannot import {missing}. "
+    "Install them into QGIS's Python with: pip install torch==2.13.0 safetensors "
+    "(Linux: python3 -m pip install --user torch==2.13.0 safetensors; Windows: from the OSGeo4W "
+    "Shell), then restart QGIS.")
+
+
+def text_enum(name: str, description: str, options: list[str], default: str) -> QgsProcessingParameterEnum:
+    """An enum whose value is the option's text (e.g. DEVICE=cpu), not its position, so that
+    qgis_process calls and saved models stay valid when options are added."""
+    parameter = QgsProcessingParameterEnum(name, description, options=options, defaultValue=default)
+    parameter.setUsesStaticStrings(True)
+    return parameter
+
+
+def require_torch() -> None:
+    """Raise a QgsProcessingException that says how to install torch when it cannot be imported."""
+    missing = []
+    for module in ("torch", "safetensors"):
+        try:
+            importlib.import_module(module)
+        except (ImportError, OSError) as exc:  # OSError: a wheel whose shared libraries fail to load
+            missing.append(f"{module} ({exc})")
+    if missing:
+        raise QgsProcessingException(TORCH_MISSING.format(missing=" and ".join(missing)))
+
+
+class TrueColour(QgsProcessingLayerPostProcessorInterface):
+    """Shows a loaded output raster in true colour with a cumulative-cut (2-98 %) stretch.
+
+    QGIS keeps only a pointer to a post-processor, so every instance stays referenced in
+    ``_alive`` (one per output path) until the next run that writes the same path.
+    """
+
+    _alive: dict[str, "TrueColour"] = {}
+
+    def __init__(self, rgb: tuple[int, int, int]):
+        super().__init__()
+        self.rgb = rgb
+
+    def postProcessLayer(self, layer, context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> None:  # noqa: N802
+        if not isinstance(layer, QgsRasterLayer) or layer.bandCount() < 3:
+            return
+        red, green, blue = (band + 1 for band in self.rgb)
+        layer.setRenderer(QgsMultiBandColorRenderer(layer.dataProvider(), red, green, blue))
+        layer.setContrastEnhancement(QgsContrastEnhancement.StretchToMinimumMaximum,
+                                     QgsRasterMinMaxOrigin.CumulativeCut)
+        layer.triggerRepaint()
+
+    @classmethod
+    def attach(cls, context: QgsProcessingContext, path: str) -> None:
+        """Give the raster ``path`` the true-colour rendering if QGIS will load it after the run."""
+        if not context.willLoadLayerOnCompletion(path):
+            return
+        from damp_engine.raster import open_raster
+
+        post = cls._alive[path] = cls(open_raster(path).rgb_bands())
+        context.layerToLoadOnCompletionDetails(path).setPostProcessor(post)
+
+
+class DampAlgorithm(QgsProcessingAlgorithm):
+    """Base of the DAMP algorithms. Subclasses set GROUP and HELP and implement ``process``."""
+
+    INPUT, OUTPUT = "INPUT", "OUTPUT"
+    MODEL, TILE, HALO, DEVICE = "MODEL", "TILE", "HALO", "DEVICE"
+
+    GROUP = ""
+    HELP = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._output_help: dict[str, str] = {}
+
+    # --- identity and help ---------------------------------------------------------------
+    def createInstance(self) -> "DampAlgorithm":  # noqa: N802 (QGIS API)
+        return type(self)()
+
+    def tr(self, text: str) -> str:
+        return QCoreApplication.translate("DampAlgorithm", text)
+
+    def group(self) -> str:
+        return self.tr(self.GROUP)
+
+    def groupId(self) -> str:  # noqa: N802 (QGIS API)
+        return self.GROUP.lower()
+
+    def icon(self) -> QIcon:
+        return QIcon(icon_path(self.name()))
+
+    def svgIconPath(self) -> str:  # noqa: N802 (QGIS API)
+        return icon_path(self.name())
+
+    def shortHelpString(self) -> str:  # noqa: N802 (QGIS API)
+        """HELP, then every parameter and output with its help text, then the paper."""
+        def entry(description: str, name: str, text: str) -> str:
+            return f"<dt><b>{html.escape(description)}</b> (<code>{name}</code>)</dt><dd>{html.escape(text)}</dd>"
+
+        parameters = [entry(p.description(), p.name(), p.help()) for p in self.parameterDefinitions()]
+        outputs = [entry(o.description(), o.name(), self._output_help[o.name()])
+                   for o in self.outputDefinitions() if o.name() in self._output_help]
+        parts = [f"<p>{html.escape(self.tr(self.HELP))}</p>",
+                 f"<h3>{self.tr('Parameters')}</h3><dl>{''.join(parameters)}</dl>"]
+        if outputs:
+            parts.append(f"<h3>{self.tr('Other outputs')}</h3><dl>{''.join(outputs)}</dl>")
+        parts.append(f"<p>{self.tr('Reference')}: {html.escape(PAPER)}</p>")
+        return "".join(parts)
+
+    # --- declaring parameters -------------------------------------------------------------
+    def add(self, parameter: QgsProcessingParameterDefinition, help_text: str) -> None:
+        """Add a parameter with its help text (shown as tooltip and on the help page)."""
+        parameter.setHelp(self.tr(help_text))
+        self.addParameter(parameter)
+
+    def add_output_with_help(self, output: QgsProcessingOutputDefinition, help_text: str) -> None:
+        """Add a non-layer output (e.g. a number) with its help text for the help page."""
+        self._output_help[output.name()] = self.tr(help_text)
+        self.addOutput(output)
+
+    def add_model(self, description: str = "DAMP model (empty: the bundled model)") -> None:
+        self.add(QgsProcessingParameterFile(self.MODEL, self.tr(description), fileFilter=MODEL_FILTER,
+                                            optional=True),
+                 "A DAMP model: a .safetensors file with its .json model card beside it (same name). "
+                 "Leave empty for the model bundled with the plugin.")
+
+    def add_tile(self) -> None:
+        self.add(QgsProcessingParameterNumber(self.TILE, self.tr("Tile size (pixels)"), defaultValue=256,
+                                              minValue=32, maxValue=4096),
+                 "Side of the square tiles the raster is processed in, so that rasters of any size fit "
+                 "in memory. Smaller tiles need less (GPU) memory; larger ones run faster.")
+
+    def add_halo(self) -> None:
+        self.add(QgsProcessingParameterNumber(self.HALO, self.tr("Tile halo (pixels)"), defaultValue=32,
+                                              minValue=0, maxValue=512),
+                 "Pixels of context read around every tile and cropped away after restoration, so that "
+                 "no seams show between tiles.")
+
+    def add_device(self) -> None:
+        self.add(text_enum(self.DEVICE, self.tr("Device"), list(DEVICES), DEVICES[0]),
+                 "Where the network runs: auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu or "
+                 "cuda (fails when no GPU is visible).")
+
+    # --- reading parameters ---------------------------------------------------------------
+    def input_raster(self, parameters: dict, name: str, context: QgsProcessingContext, min_bands: int = 3) -> str:
+        """The file path of a raster-layer parameter, checked by :meth:`check_raster`."""
+        layer = self.parameterAsRasterLayer(parameters, name, context)
+        if layer is None:
+            raise QgsProcessingException(self.tr(
+                "{label}: {value} is not a raster layer. Give a hyperspectral raster file (GeoTIFF, "
+                "ENVI or VRT) with at least 3 bands.").format(
+                    label=self.parameterDefinition(name).description(), value=parameters.get(name)))
+        return self.check_raster(layer, name, min_bands)
+
+    def check_raster(self, layer, name: str, min_bands: int = 3) -> str:
+        """The file path of ``layer`` (given for parameter ``name``) if GDAL reads it with enough bands."""
+        label = self.parameterDefinition(name).description()
+        if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
+            raise QgsProcessingException(self.tr(
+                "{label}: {layer} is not a valid raster layer. Give a hyperspectral raster file "
+                "(GeoTIFF, ENVI or VRT) with at least 3 bands.").format(label=label, layer=layer.name()))
+        if layer.providerType() != "gdal":
+            raise QgsProcessingException(self.tr(
+                "{label}: {layer} is a '{provider}' layer; DAMP reads raster files through GDAL. Save "
+                "the layer as a GeoTIFF first.").format(label=label, layer=layer.name(),
+                                                         provider=layer.providerType()))
+        from damp_engine.raster import open_raster
+
+        open_raster(layer.source(), min_bands=min_bands)
+        return layer.source()
+
+    def output_path(self, parameters: dict, name: str, context: QgsProcessingContext) -> str | None:
+        """The path of a destination parameter, None for an optional output left empty."""
+        return self.parameterAsOutputLayer(parameters, name, context) or None
+
+    def model_path(self, parameters: dict, context: QgsProcessingContext) -> str | None:
+        """The MODEL file, None for the bundled model."""
+        return self.parameterAsFile(parameters, self.MODEL, context) or None
+
+    def device(self, parameters: dict, context: QgsProcessingContext) -> str:
+        return self.parameterAsEnumString(parameters, self.DEVICE, context)
+
+    def write_table(self, parameters: dict, name: str, context: QgsProcessingContext, row: dict[str, Any]) -> str:
+        """Write ``row`` as the one record of a table without geometry (a feature sink); return its id."""
+        fields = QgsFields()
+        for key, value in row.items():
+            kind = QVariant.String if isinstance(value, str) else QVariant.Int if isinstance(value, int) else QVariant.Double
+            fields.append(QgsField(key, kind))
+        sink, destination = self.parameterAsSink(parameters, name, context, fields, QgsWkbTypes.NoGeometry,
+                                                 QgsCoordinateReferenceSystem())
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, name))
+        feature = QgsFeature(fields)
+        feature.setAttributes(list(row.values()))
+        sink.addFeature(feature, QgsFeatureSink.FastInsert)
+        return destination
+
+    @staticmethod
+    def callbacks(feedback: QgsProcessingFeedback) -> dict[str, Callable]:
+        """The engine's progress (fraction 0..1) and cancel hooks, wired to the feedback object."""
+        return {"progress": lambda fraction: feedback.setProgress(100.0 * fraction),
+                "cancelled": feedback.isCanceled}
+
+    # --- running --------------------------------------------------------------------------
+    def processAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802 (QGIS API)
+                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        require_torch()
+        try:
+            return self.process(parameters, context, feedback)
+        except DampInputError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        except DampCancelled:
+            raise QgsProcessingException(self.tr("Cancelled: no output was written.")) from None
+
+    def process(self, parameters: dict, context: QgsProcessingContext,
+                feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        """Translate the parameters, call damp_engine, report; return the outputs."""
+        raise NotImplementedError

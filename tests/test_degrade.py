@@ -1,0 +1,196 @@
+"""Specification of damp_engine.degrade: seeded, recorded, unclipped degradations."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from damp_engine.degrade import (KINDS, PARAMETERS, TRAIN_KINDS, ZERO_SHOT_KINDS, blur, degrade,
+                                 gaussian_kernel, motion_kernel, sample_training_degradation)
+from damp_engine.errors import DampInputError
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT / "shared" if (ROOT / "shared").is_dir() else ROOT.parent / "shared"
+CAVE = SHARED / "data" / "hsi" / "test" / "cave_balloons.tif"
+DETERMINISTIC = ("gaussian_blur", "motion_blur", "sr")
+RANDOM_KINDS = [k for k in KINDS if k not in DETERMINISTIC]
+
+
+@pytest.fixture(scope="module")
+def cube() -> np.ndarray:
+    """A real 31×64×64 CAVE crop in [0, 1]."""
+    gdal = pytest.importorskip("osgeo.gdal")
+    if not CAVE.exists():
+        pytest.skip(f"test data not found: {CAVE}")
+    return gdal.Open(str(CAVE)).ReadAsArray(200, 200, 64, 64).astype(np.float32) / 65535
+
+
+def flat(value: float, shape: tuple[int, int, int] = (31, 64, 64)) -> np.ndarray:
+    """A constant cube: the clean signal is known exactly."""
+    return np.full(shape, value, dtype=np.float32)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_same_seed_gives_identical_output(cube, kind):
+    assert np.array_equal(degrade(cube, kind, seed=7)[0], degrade(cube, kind, seed=7)[0])
+
+
+@pytest.mark.parametrize("kind", RANDOM_KINDS)
+def test_different_seed_gives_different_output(cube, kind):
+    assert not np.array_equal(degrade(cube, kind, seed=1)[0], degrade(cube, kind, seed=2)[0])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_keeps_shape_dtype_and_records_json(cube, kind):
+    y, record = degrade(cube, kind, seed=3)
+    assert y.shape == cube.shape and y.dtype == np.float32
+    assert json.loads(json.dumps(record.to_dict()))["kind"] == kind
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_record_replays_the_degradation(cube, kind):
+    y, record = degrade(cube, kind, seed=5)
+    assert np.array_equal(degrade(cube, record.kind, record.seed, **record.params)[0], y)
+
+
+def test_input_is_not_modified(cube):
+    before = cube.copy()
+    for kind in KINDS:
+        degrade(cube, kind, seed=0)
+    assert np.array_equal(cube, before)
+
+
+def test_gaussian_noise_std_matches_sigma():
+    y, _ = degrade(flat(0.5), "gaussian_noise", seed=0, sigma=30)
+    assert np.std(y - 0.5) == pytest.approx(30 / 255, rel=0.1)
+
+
+def test_noise_is_not_clipped_on_dark_pixels():
+    y, _ = degrade(flat(0.01), "gaussian_noise", seed=0, sigma=50)
+    assert y.min() < 0
+
+
+def test_noniid_noise_draws_each_band_std_from_sigmas():
+    y, _ = degrade(flat(0.5), "noniid_noise", seed=0, sigmas=[10, 70])
+    stds = np.std(y - 0.5, axis=(1, 2)) * 255
+    assert np.all((np.abs(stds - 10) < 1.5) | (np.abs(stds - 70) < 7))
+
+
+def test_poisson_variance_is_mean_over_scale():
+    y, _ = degrade(flat(0.5), "poisson", seed=0, scale=20)
+    assert np.var(y) == pytest.approx(0.5 / 20, rel=0.1)
+
+
+def test_training_kinds_exclude_zero_shot_kinds():
+    assert set(ZERO_SHOT_KINDS) == {"motion_blur", "poisson"}
+    assert not set(TRAIN_KINDS) & set(ZERO_SHOT_KINDS)
+
+
+def test_training_sampler_never_draws_zero_shot_kinds():
+    rng = np.random.default_rng(0)
+    drawn = {sample_training_degradation(rng)[0] for _ in range(500)}
+    assert drawn == set(TRAIN_KINDS)
+
+
+def test_training_draws_are_valid_parameters(cube):
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        kind, params = sample_training_degradation(rng)
+        degrade(cube[:, :32, :32], kind, seed=0, **params)
+
+
+def test_band_loss_zeroes_exactly_the_recorded_bands(cube):
+    y, record = degrade(cube, "band_loss", seed=0, fraction=0.2)
+    zeroed = [b for b in range(cube.shape[0]) if not y[b].any()]
+    assert zeroed == record.bands and len(zeroed) == round(0.2 * 31)
+
+
+def test_inpaint_zeroes_the_same_pixels_in_every_band(cube):
+    y, record = degrade(cube + 0.1, "inpaint", seed=0, fraction=0.75)
+    holes = y == 0
+    assert np.array_equal(holes.all(axis=0), holes.any(axis=0))
+    assert holes[0].mean() == pytest.approx(0.75, abs=0.02)
+    assert record.pixel_fraction == holes[0].mean()
+
+
+@pytest.mark.parametrize("kind", ["stripes", "deadlines", "impulse"])
+def test_sparse_corruption_touches_only_recorded_bands(cube, kind):
+    y, record = degrade(cube, kind, seed=0)
+    changed = [b for b in range(cube.shape[0]) if not np.array_equal(y[b], cube[b])]
+    assert changed == record.bands and len(changed) == round(31 / 3)
+
+
+def test_deadlines_are_whole_zero_columns(cube):
+    y, record = degrade(cube + 0.1, "deadlines", seed=0)
+    dead_columns = (y[record.bands] == 0).all(axis=1)
+    assert dead_columns.any() and np.array_equal(dead_columns, (y[record.bands] == 0).any(axis=1))
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_sr_output_is_constant_on_factor_blocks(cube, factor):
+    y, _ = degrade(cube, "sr", factor=factor)
+    blocks = y.reshape(31, 64 // factor, factor, 64 // factor, factor)
+    assert np.array_equal(blocks.min(axis=(2, 4)), blocks.max(axis=(2, 4)))
+
+
+def test_sr_keeps_shape_when_size_is_not_a_multiple_of_factor(cube):
+    assert degrade(cube[:, :63, :58], "sr", factor=4)[0].shape == (31, 63, 58)
+
+
+@pytest.mark.parametrize("kernel", [gaussian_kernel(9), gaussian_kernel(15), motion_kernel(15, 0),
+                                    motion_kernel(15, 45), motion_kernel(9, 117.5)])
+def test_kernels_sum_to_one(kernel):
+    assert kernel.sum() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_gaussian_kernel_uses_the_size_rule_for_sigma():
+    k = gaussian_kernel(9).astype(np.float64)
+    sigma = 0.3 * ((9 - 1) / 2 - 1) + 0.8
+    assert k[4, 5] / k[4, 4] == pytest.approx(np.exp(-1 / (2 * sigma ** 2)), rel=1e-5)
+
+
+def test_horizontal_motion_kernel_is_a_uniform_row():
+    k = motion_kernel(5, 0)
+    assert np.allclose(k[2], 0.2) and k.sum() == pytest.approx(k[2].sum())
+
+
+def test_blur_keeps_a_constant_image():
+    assert np.allclose(blur(flat(0.3), motion_kernel(15, 30)), 0.3, atol=1e-6)
+
+
+def test_parameters_cover_every_kind():
+    assert set(PARAMETERS) == set(KINDS)
+
+
+def test_unknown_kind_lists_the_known_kinds(cube):
+    with pytest.raises(DampInputError, match="gaussian_noise"):
+        degrade(cube, "fog")
+
+
+def test_unknown_parameter_is_refused(cube):
+    with pytest.raises(DampInputError, match="ksize"):
+        degrade(cube, "gaussian_noise", ksize=9)
+
+
+@pytest.mark.parametrize("kind, params", [
+    ("gaussian_noise", {"sigma": -1}), ("noniid_noise", {"sigmas": []}), ("poisson", {"scale": 0}),
+    ("gaussian_blur", {"ksize": 8}), ("gaussian_blur", {"ksize": 1}), ("motion_blur", {"size": 4}),
+    ("sr", {"factor": 3}), ("inpaint", {"fraction": 1.0}), ("band_loss", {"fraction": -0.1}),
+    ("stripes", {"band_fraction": 0}), ("impulse", {"fraction": "a lot"}),
+    ("complex", {"extra": "fog"}),
+])
+def test_invalid_values_are_refused(cube, kind, params):
+    with pytest.raises(DampInputError):
+        degrade(cube, kind, **params)
+
+
+def test_kernel_larger_than_image_is_refused(cube):
+    with pytest.raises(DampInputError):
+        degrade(cube[:, :6, :6], "gaussian_blur", ksize=15)
+
+
+def test_non_cube_input_is_refused():
+    with pytest.raises(DampInputError):
+        degrade(np.zeros((64, 64), dtype=np.float32), "gaussian_noise")

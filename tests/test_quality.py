@@ -1,0 +1,108 @@
+"""Specification of damp_engine.quality: the PSNR / SSIM / SAM / ERGAS conventions."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from damp_engine.errors import DampInputError
+from damp_engine.quality import PSNR_CAP, ergas, evaluate, psnr, sam, ssim
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT / "shared" if (ROOT / "shared").is_dir() else ROOT.parent / "shared"
+CAVE = SHARED / "data" / "hsi" / "test" / "cave_fake_and_real_peppers.tif"
+
+
+@pytest.fixture(scope="module")
+def clean() -> np.ndarray:
+    """A real 31×64×80 CAVE crop in [0, 1] (float64)."""
+    gdal = pytest.importorskip("osgeo.gdal")
+    if not CAVE.exists():
+        pytest.skip(f"test data not found: {CAVE}")
+    return gdal.Open(str(CAVE)).ReadAsArray(150, 220, 80, 64).astype(np.float64) / 65535
+
+
+@pytest.fixture(scope="module")
+def noisy(clean) -> np.ndarray:
+    """The crop with Gaussian noise σ = 30/255, unclipped."""
+    return clean + np.random.default_rng(0).normal(0, 30 / 255, clean.shape)
+
+
+def test_psnr_equals_mean_of_scikit_image_per_band(clean, noisy):
+    metrics = pytest.importorskip("skimage.metrics")
+    expected = np.mean([metrics.peak_signal_noise_ratio(r, e, data_range=1.0) for r, e in zip(clean, noisy)])
+    assert psnr(clean, noisy) == pytest.approx(expected, abs=1e-4)
+
+
+def test_ssim_equals_mean_of_scikit_image_per_band(clean, noisy):
+    metrics = pytest.importorskip("skimage.metrics")
+    expected = np.mean([metrics.structural_similarity(r, e, data_range=1.0) for r, e in zip(clean, noisy)])
+    assert ssim(clean, noisy) == pytest.approx(expected, abs=1e-4)
+
+
+def test_identical_cubes_score_perfectly(clean):
+    assert psnr(clean, clean) == PSNR_CAP
+    assert ssim(clean, clean) == pytest.approx(1.0)
+    assert sam(clean, clean) == pytest.approx(0.0, abs=1e-6)
+    assert ergas(clean, clean) == 0.0
+
+
+def test_sam_of_orthogonal_spectra_is_90_degrees():
+    ref = np.zeros((4, 2, 2))
+    est = np.zeros((4, 2, 2))
+    ref[0], est[1] = 1.0, 0.5
+    assert sam(ref, est) == pytest.approx(90.0)
+
+
+def test_sam_ignores_the_brightness_of_a_spectrum(clean, noisy):
+    scale = np.linspace(0.2, 3.0, clean.shape[1] * clean.shape[2]).reshape(clean.shape[1:])
+    assert sam(clean, noisy * scale) == pytest.approx(sam(clean, noisy), abs=1e-9)
+
+
+def test_sam_skips_pixels_with_zero_spectra(clean, noisy):
+    est = noisy.copy()
+    est[:, 0, 0] = 0
+    ref_rest, est_rest = clean.reshape(31, -1)[:, 1:, None], noisy.reshape(31, -1)[:, 1:, None]
+    assert sam(clean, est) == pytest.approx(sam(ref_rest, est_rest))
+
+
+def test_ergas_follows_its_formula(clean, noisy):
+    rmse = np.sqrt(((clean - noisy) ** 2).mean(axis=(1, 2)))
+    expected = 100 / 4 * np.sqrt(np.mean((rmse / clean.mean(axis=(1, 2))) ** 2))
+    assert ergas(clean, noisy, scale=4) == pytest.approx(expected)
+
+
+def test_evaluate_clips_the_estimate(clean, noisy):
+    assert evaluate(clean, noisy) == evaluate(clean, np.clip(noisy, 0, 1))
+    assert evaluate(clean, noisy)["psnr"] > psnr(clean, noisy)
+
+
+def test_evaluate_returns_the_four_metrics(clean, noisy):
+    assert list(evaluate(clean, noisy)) == ["psnr", "ssim", "sam", "ergas"]
+
+
+def test_evaluate_scores_only_valid_pixels(clean, noisy):
+    est = noisy.copy()
+    est[:, :, :10] = 5.0                         # garbage outside the valid area
+    valid = np.ones(clean.shape[1:], dtype=bool)
+    valid[:, :10] = False
+    scores = evaluate(clean, est, valid)
+    reference = evaluate(clean[:, :, 10:], noisy[:, :, 10:])
+    assert scores["psnr"] == pytest.approx(reference["psnr"])
+    assert scores["sam"] == pytest.approx(reference["sam"])
+
+
+def test_mismatched_shapes_are_refused(clean):
+    with pytest.raises(DampInputError):
+        evaluate(clean, clean[:, :-1])
+
+
+def test_mask_of_wrong_shape_is_refused(clean):
+    with pytest.raises(DampInputError):
+        evaluate(clean, clean, np.ones((3, 3), dtype=bool))
+
+
+def test_empty_mask_is_refused(clean):
+    with pytest.raises(DampInputError):
+        evaluate(clean, clean, np.zeros(clean.shape[1:], dtype=bool))
