@@ -75,12 +75,65 @@ def cmd_model_info(args: argparse.Namespace) -> None:
             print(f"{key:<18}{value}")
 
 
+def _bad_bands(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise DampInputError(f"--bad-bands takes 1-based band numbers separated by commas, e.g. 1,2,3; not '{text}'.") from None
+
+
+def _tiling_options(args: argparse.Namespace) -> dict:
+    return {"model": args.model, "tile": args.tile, "halo": args.halo, "batch": args.batch, "device": args.device,
+            "report": args.report, "progress": ProgressBar() if sys.stderr.isatty() else None}
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr for interactive use."""
+
+    def __call__(self, fraction: float) -> None:
+        bar = "#" * int(40 * fraction)
+        sys.stderr.write(f"\r[{bar:<40}] {100 * fraction:5.1f} %")
+        if fraction >= 1:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def cmd_restore(args: argparse.Namespace) -> None:
+    from .tiling import restore_raster
+
+    report = restore_raster(args.input, args.output, mask=args.mask, bad_bands=_bad_bands(args.bad_bands),
+                            routing_map=args.routing_map, prompt_map=args.prompt_map, **_tiling_options(args))
+    print(report.summary())
+
+
+def cmd_upscale(args: argparse.Namespace) -> None:
+    from .tiling import upscale_raster
+
+    report = upscale_raster(args.input, args.output, args.factor, **_tiling_options(args))
+    print(report.summary())
+
+
+def cmd_evaluate_suite(args: argparse.Namespace) -> None:
+    from .evaluation import run_suite
+
+    rows = run_suite(model=args.model, scenes=args.scenes, crop=args.crop, tasks=args.tasks, seed=args.seed)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'scene':<34}{'task':<22}{'input PSNR/SSIM/SAM':>26}{'DAMP PSNR/SSIM/SAM':>26}")
+    for row in rows:
+        cells = [f"{row[k]['psnr']:6.2f} {row[k]['ssim']:.3f} {row[k]['sam']:6.2f}" for k in ("input", "damp")]
+        print(f"{row['scene']:<34}{row['label']:<22}{cells[0]:>26}{cells[1]:>26}")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from .train import TrainConfig, train
 
     cfg = TrainConfig(data=args.data, out=args.out, preset=args.preset, steps=args.steps, batch=args.batch,
                       crop=args.crop, lr=args.lr, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes,
-                      device=args.device)
+                      device=args.device, threads=args.threads)
     train(cfg, resume=args.resume)
 
 
@@ -133,7 +186,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0, help="minutes between checkpoints (default 5)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train (default auto)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
     p.add_argument("--resume", action="store_true", help="continue from --out and its optimiser state if present")
+
+    def tiling_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", default=None, help="model weights (*.safetensors; default: the bundled model)")
+        p.add_argument("--tile", type=int, default=256, help="tile side in pixels (default 256)")
+        p.add_argument("--halo", type=int, default=32, help="context pixels read around each tile (default 32)")
+        p.add_argument("--batch", type=int, default=4, help="tiles per forward pass (default 4)")
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto (CUDA if present)")
+        p.add_argument("--report", default=None, help="write a JSON report (prompt, routing, timings) here")
+
+    p = add("restore", cmd_restore, "Restore a hyperspectral raster of any size and band count, tile by tile.",
+            "damp restore noisy.tif restored.tif --report report.json --routing-map routing.tif")
+    p.add_argument("input", help="degraded raster (GeoTIFF, ENVI, VRT; at least 3 bands)")
+    p.add_argument("output", help="restored raster to write (.tif or .bsq/.bil/.bip); never the input")
+    tiling_args(p)
+    p.add_argument("--routing-map", default=None, help="raster of each tile's dominant expert per decoder stage")
+    p.add_argument("--prompt-map", default=None, help="six-band raster of each tile's degradation prompt")
+    p.add_argument("--mask", default=None, help="raster on the same grid; non-zero pixels are filled (inpainting)")
+    p.add_argument("--bad-bands", default=None, help="1-based bands to regenerate, e.g. 12,13,80")
+
+    p = add("upscale", cmd_upscale, "Super-resolve a raster onto a grid 2 or 4 times finer, restored by the model.",
+            "damp upscale coarse.tif fine.tif --factor 2")
+    p.add_argument("input", help="raster to upscale")
+    p.add_argument("output", help="raster to write on the finer grid")
+    p.add_argument("--factor", type=int, choices=[2, 4], required=True, help="2 or 4")
+    tiling_args(p)
+
+    p = add("evaluate-suite", cmd_evaluate_suite,
+            "Score the model on every restoration task (seeded degradations of clean test scenes).",
+            "damp evaluate-suite ../shared/data/hsi/test --crop 128")
+    p.add_argument("scenes", nargs="*", help="clean rasters or folders (default: the bundled sample raster)")
+    p.add_argument("--model", default=None, help="model weights (default: the bundled model)")
+    p.add_argument("--crop", type=int, default=None, help="score the centre crop of this size only")
+    p.add_argument("--tasks", nargs="*", default=None, help="task names (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="degradation seed (default 0)")
+    p.add_argument("--json", action="store_true", help="print JSON rows")
 
     p = add("model-info", cmd_model_info, "Print a preset's parameter count and FLOPs per pixel.",
             "damp model-info tiny")

@@ -49,6 +49,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_minutes: float = 5.0
     device: str = "auto"
+    threads: int | None = None
     base_model: str | None = None
     extra: dict = field(default_factory=dict)
 
@@ -224,6 +225,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[float], No
           cancelled: Callable[[], bool] | None = None, log: Callable[[str], None] = print) -> Path:
     """Run (or resume) training; writes <out>.safetensors/.json and returns the weights path."""
     torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -290,6 +293,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[float], No
             writer.writerow([step, f"{loss.item():.5f}", f"{aux.item():.5f}", f"{learning_rate(step - 1, cfg):.2e}",
                              f"{speed:.2f}", f"{time.time() - t0:.1f}"])
             bar.update(step, first, loss.item(), speed)
+            if step % 25 == 0:
+                fh.flush()
             if progress:
                 progress(step / cfg.steps)
             if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
