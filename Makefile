@@ -38,9 +38,27 @@ QGIS_PLUGINS ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
 package:
 	@python3 scripts/package_plugin.py zip $(PLUGIN_ZIP)
 
-# Symlink the checkout into the default QGIS profile as damp_qgis and enable it.
-install-plugin:
+# Symlink the checkout into the default QGIS profile as damp_qgis and enable it. QGIS's Python
+# finds torch and safetensors in the venv through PYTHONPATH.
+SITE_PACKAGES = $(shell $(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+install-plugin: setup
 	@python3 scripts/package_plugin.py link $(QGIS_PLUGINS)
-	@qgis_process.bin plugins enable damp_qgis >/dev/null
-	@echo "enabled damp_qgis; QGIS needs torch and safetensors in its Python: start it as"
-	@echo "  PYTHONPATH=$(CURDIR)/$(VENV)/lib/python3.11/site-packages qgis"
+	@export PYTHONPATH=$(SITE_PACKAGES); qgis_process.bin plugins enable damp_qgis >/dev/null 2>&1 \
+	  || qgis_process.bin plugins 2>/dev/null | grep -q '^\* damp_qgis' || { echo "cannot enable damp_qgis"; exit 1; }
+	@echo "enabled damp_qgis; start QGIS with torch from the venv:"
+	@echo "  PYTHONPATH=$(SITE_PACKAGES) qgis"
+
+screenshot: setup
+	@$(PY) scripts/screenshot.py
+
+# --- Quality suite: DAMP vs classical baselines (benchmark-only packages, never shipped) ----
+BENCH_STAMP := $(VENV)/.bench-installed
+QUALITY_ARGS ?=
+
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt constraints.txt
+	@$(PIP) -r requirements-bench.txt
+	@touch $@
+
+# Options go in QUALITY_ARGS, e.g. make bench-quality QUALITY_ARGS="--crop 128 --bm4d".
+bench-quality: $(BENCH_STAMP)
+	@$(PY) -m bench.quality_suite $(QUALITY_ARGS)

@@ -24,7 +24,8 @@ def realistic_cube(generator: torch.Generator) -> torch.Tensor:
     abundances = torch.softmax(3.0 * abundances[0], dim=0).reshape(ENDMEMBERS, -1)
     wavelength = torch.linspace(0.0, 1.0, BANDS)
     phases = torch.rand(ENDMEMBERS, 1, generator=generator) * 6.28
-    spectra = 0.45 + 0.35 * torch.sin(3.0 * wavelength + phases) * torch.rand(ENDMEMBERS, 1, generator=generator)
+    amplitudes = 0.35 * torch.rand(ENDMEMBERS, 1, generator=generator)
+    spectra = 0.45 + amplitudes * torch.sin(3.0 * wavelength + phases)
     cube = (spectra.T @ abundances).reshape(BANDS, SIZE, SIZE)
     return cube.add_(torch.randn(cube.shape, generator=generator), alpha=NOISE)
 
@@ -40,7 +41,8 @@ def main() -> None:
         times.append(time.perf_counter() - start)
     print(
         f"compute_prompt {BANDS}x{SIZE}x{SIZE} float32 on CPU ({torch.get_num_threads()} threads): "
-        f"median {statistics.median(times):.2f} s over {RUNS} runs (min {min(times):.2f}, max {max(times):.2f})"
+        f"median {statistics.median(times):.2f} s over {RUNS} runs "
+        f"(min {min(times):.2f}, max {max(times):.2f})"
     )
 
 

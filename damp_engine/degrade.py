@@ -44,28 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DampInputError
-
-KINDS: tuple[str, ...] = ("gaussian_noise", "noniid_noise", "poisson", "gaussian_blur", "motion_blur",
-                          "sr", "inpaint", "band_loss", "stripes", "deadlines", "impulse", "complex")
-TRAIN_KINDS: tuple[str, ...] = ("gaussian_noise", "gaussian_blur", "sr", "inpaint", "band_loss",
-                                "complex")
-ZERO_SHOT_KINDS: tuple[str, ...] = ("motion_blur", "poisson")
-SPARSE_EXTRAS: tuple[str, ...] = ("stripes", "deadlines", "impulse")
-
-PARAMETERS: dict[str, dict[str, object]] = {
-    "gaussian_noise": {"sigma": 50.0},
-    "noniid_noise": {"sigmas": [10.0, 30.0, 50.0, 70.0]},
-    "poisson": {"scale": 30.0},
-    "gaussian_blur": {"ksize": 9},
-    "motion_blur": {"size": 15, "angle": 45.0},
-    "sr": {"factor": 2},
-    "inpaint": {"fraction": 0.7},
-    "band_loss": {"fraction": 0.1},
-    "stripes": {"band_fraction": 1 / 3, "amplitude": 0.1},
-    "deadlines": {"band_fraction": 1 / 3},
-    "impulse": {"band_fraction": 1 / 3, "fraction": 0.1},
-    "complex": {"sigmas": [10.0, 30.0, 50.0, 70.0], "extra": "random", "band_fraction": 1 / 3},
-}
+from .names import KINDS, PARAMETERS, SPARSE_EXTRAS, TRAIN_KINDS, ZERO_SHOT_KINDS
 
 STRIPE_COLUMNS = (0.05, 0.15)    # share of columns striped per affected band
 DEADLINE_COLUMNS = (0.03, 0.10)  # share of columns dead per affected band

@@ -2,7 +2,8 @@
 
 On CUDA the batch is staged in pinned (page-locked) host memory so the copy to the GPU can run
 asynchronously, and the network runs under autocast (bfloat16 where the GPU supports it, else
-float16); outputs come back as float32. On the CPU everything stays float32.
+float16); outputs come back as float32. The degradation prompt is computed in float32, outside
+autocast. On the CPU everything stays float32.
 
 A GPU that runs out of memory is not fatal: `Backoff` decides how to retry (half the batch,
 then half the tile) and the tiling loop re-queues the work.
@@ -17,6 +18,7 @@ import torch
 
 from .checkpoint import LoadedModel
 from .errors import DampInputError
+from .prompt import compute_prompt
 from .spectral import restore_cube
 
 OutOfMemoryError = torch.cuda.OutOfMemoryError
@@ -29,12 +31,35 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-class NetworkRunner:
-    """Restores a batch (B, C, H, W) of scaled tiles with any band count C, returning numpy arrays."""
+class DeviceRunner:
+    """Moves batches of scaled tiles to a device and computes their degradation prompts there."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def upload(self, x: np.ndarray) -> torch.Tensor:
+        """(B, C, H, W) float32 on the device; staged in pinned memory for an asynchronous copy to a GPU."""
+        tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
+
+    def prompt(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 6) degradation prompt of each tile (all its bands), on the device."""
+        return compute_prompt(x).values
+
+    def release_memory(self) -> None:
+        """Return cached GPU memory after an out-of-memory error (no-op on the CPU)."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+class NetworkRunner(DeviceRunner):
+    """Also restores batches with a loaded network, under autocast on a GPU."""
 
     def __init__(self, model: LoadedModel):
+        super().__init__(model.device)
         self.net = model.net
-        self.device = model.device
         self.dtype = autocast_dtype(model.device)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -42,22 +67,20 @@ class NetworkRunner:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
-    def _to_device(self, x: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        if self.device.type == "cuda":
-            return tensor.pin_memory().to(self.device, non_blocking=True)
-        return tensor
+    def restore(self, x: torch.Tensor, prompt: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(restored (B, C, H, W) float32, gates (B, n_blocks, E) float32) for a batch on the device.
 
-    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(restored (B, C, H, W) float32, gates (B, n_blocks, E) float32) for a scaled batch."""
+        With the network's own band count, `prompt` (the tiles' prompts, (B, 6)) is passed on
+        so that it is not computed twice. Any other band count C >= 3 goes through spectral
+        windowing (`damp_engine.spectral.restore_cube`), where the network computes the prompt
+        of each spectral window it sees.
+        """
         with torch.inference_mode(), self._autocast():
-            restored, trace = restore_cube(self.net, self._to_device(x), return_trace=True)
+            if x.shape[1] == self.net.preset.bands:
+                restored, trace = self.net(x, prompt=prompt, return_trace=True)
+            else:
+                restored, trace = restore_cube(self.net, x, return_trace=True)
         return restored.float().cpu().numpy(), trace.gates.float().cpu().numpy()
-
-    def release_memory(self) -> None:
-        """Return cached GPU memory after an out-of-memory error (no-op on the CPU)."""
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
 
 
 class Backoff:

@@ -44,14 +44,15 @@ Ranges = dict[str, dict[str, Range]]  # {"clean": {metric: range}, "degraded": {
 
 MIN_SIDE = 8  # the prompt needs at least 8 × 8 pixels
 
-# Readings, in the order they are tested; each names the physical cause a user can act on.
+# Readings; each names the physical cause a user can act on (rules in ``describe_prompt``).
 NOISE = "strong high-frequency noise, spectra rough: noise-like degradation"
-GAPS = "sharp spatial artefacts on smooth spectra: missing pixels, stripes or dead lines"
 BAND_LOSS = "spectral curvature spikes: lost or corrupted bands"
+GAPS = "sharp spatial artefacts on smooth spectra: missing pixels, stripes or dead lines"
 BLUR = "high frequencies missing: blur or low resolution"
 CLEAN = "looks clean"
 UNUSUAL = "no typical degradation pattern, but some metrics lie outside the clean range"
 NO_RANGES = "no reference ranges in the model card: the metrics cannot be judged"
+BAND_LOSS_SPREAD = 0.6  # SCS excess / SCM excess from which rough spectra read as band loss
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class Inspection:
     spatial_share:  n_blocks × E spatial share λ_s of every expert (λ_c = 1 − λ_s).
     device:         where the model ran: "CUDA: <GPU name>" or "CPU".
     model:          the model's name (its card's "name", else its file's stem).
-    windows:        the pixel windows (x0, y0, width, height) that were read.
+    windows:        the pixel windows (x0, y0, width, height) used (those at least half valid).
     bands:          the bands used (those holding valid data).
     """
 
@@ -197,29 +198,36 @@ def describe_prompt(metrics: Mapping[str, float], ranges: Ranges | None) -> tupl
     """A plain-language reading of the DP metrics, and the evidence for it.
 
     Each metric is judged against its clean range (low, high) from ``ranges["clean"]``: *above*
-    means value > high, *below* means value < low. The rules, tested in this order (more than
-    one can hold; their readings are joined with "; "):
+    means value > high, *below* means value < low; the *excess* of a metric above its range is
+    value / high. The first rule that holds gives the reading:
 
-    ==========  =================================================  ==============================
-    reading     rule                                               why
-    ==========  =================================================  ==============================
-    noise       HFER above and SCM above                           noise adds fine detail in space
-                                                                   and roughness along spectra
-    gaps        HFER above, SCM not above                          missing pixels, stripes and dead
-                                                                   lines add spatial edges but
-                                                                   leave most spectra smooth
-    band loss   SCS above, HFER not above                          zeroed or spiky bands make a few
-                                                                   sharp kinks in every spectrum
-    blur        HFER below, SCC not below                          blur and coarse pixels remove
-                                                                   fine detail but keep neighbours
-                                                                   alike (zeroed bands also lower
-                                                                   HFER, but they lower SCC too)
-    ==========  =================================================  ==============================
+    =========  ===========================================  =====================================
+    reading    rule                                         why
+    =========  ===========================================  =====================================
+    band loss  SCM above, SCS above, and the excess of SCS  zeroed or spiky bands put a few sharp
+               at least BAND_LOSS_SPREAD (0.6) × the        kinks in every spectrum, large in
+               excess of SCM                                bright pixels and small in dark ones,
+                                                            so the spread of spectral roughness
+                                                            (SCS) grows about as fast as its mean
+    noise      SCM above (otherwise)                        noise makes every spectrum about as
+                                                            rough as the next: SCM grows much
+                                                            faster than SCS
+    gaps       HFER above or SCC below                      missing pixels, stripes and dead lines
+                                                            add spatial edges but leave spectra
+                                                            smooth
+    blur       HFER below                                   blur and coarse pixels remove fine
+                                                            detail and keep neighbours alike
+    =========  ===========================================  =====================================
+
+    Known limits: signal-dependent (Poisson) noise also roughens bright pixels more than dark
+    ones and can read as band loss; stripes and pixel-replicated down-sampling hardly move the
+    metrics and may read as clean. A naturally smooth scene can read as blurred.
 
     When no rule holds, the reading is "looks clean" if all six metrics lie inside their clean
     ranges, else a note that some lie outside. Without ranges (a card that has none), the
     reading says so and the evidence is empty. The evidence lists every metric outside its
-    clean range, with its value, the range and, where it lies inside it, the degraded range.
+    clean range, with its value and the range. (The degraded ranges span nearly everything
+    from blur to strong noise, so they are shown in the dock's bars but not used here.)
     """
     if ranges is None:
         return NO_RANGES, []
@@ -229,31 +237,32 @@ def describe_prompt(metrics: Mapping[str, float], ranges: Ranges | None) -> tupl
     side = {name: _side(value, clean[name]) for name, value in metrics.items()}
     above = {name for name, s in side.items() if s == "above"}
     below = {name for name, s in side.items() if s == "below"}
-    readings = []
-    if "hfer" in above and "scm" in above:
-        readings.append(NOISE)
-    if "hfer" in above and "scm" not in above:
-        readings.append(GAPS)
-    if "scs" in above and "hfer" not in above:
-        readings.append(BAND_LOSS)
-    if "hfer" in below and "scc" not in below:
-        readings.append(BLUR)
+    reading = None
+    if "scm" in above:
+        spiky = "scs" in above and (_excess(metrics["scs"], clean["scs"])
+                                    >= BAND_LOSS_SPREAD * _excess(metrics["scm"], clean["scm"]))
+        reading = BAND_LOSS if spiky else NOISE
+    elif "hfer" in above or "scc" in below:
+        reading = GAPS
+    elif "hfer" in below:
+        reading = BLUR
     evidence = []
     for name, value in metrics.items():
         if side[name] == "inside":
             continue
         low, high = clean[name]
-        line = (f"{METRIC_TITLES[name]} ({name.upper()}) {value:.3g} is {side[name]} the clean "
-                f"range {low:.3g}–{high:.3g}")
-        deg_low, deg_high = ranges["degraded"][name]
-        if deg_low <= value <= deg_high:
-            line += f", inside the degraded range {deg_low:.3g}–{deg_high:.3g}"
-        evidence.append(line)
-    if readings:
-        return "; ".join(readings), evidence
+        evidence.append(f"{METRIC_TITLES[name]} ({name.upper()}) {value:.3g} is {side[name]} the clean "
+                        f"range {low:.3g}–{high:.3g}")
+    if reading is not None:
+        return reading, evidence
     if evidence:
         return UNUSUAL, evidence
     return CLEAN, ["all six metrics lie inside their clean ranges"]
+
+
+def _excess(value: float, clean: Range) -> float:
+    """How far ``value`` lies above a clean range, as a multiple of its upper end."""
+    return value / max(clean[1], 1e-12)
 
 
 def _side(value: float, clean: Range) -> str:

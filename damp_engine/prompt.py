@@ -39,36 +39,11 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DampInputError
+from .names import METRIC_MEANINGS, METRIC_NAMES, METRIC_TITLES
 
-METRIC_NAMES: tuple[str, ...] = ("hfer", "stu", "scm", "scs", "gstd", "scc")
-
-METRIC_TITLES: dict[str, str] = {
-    "hfer": "High-frequency energy ratio",
-    "stu": "Spatial texture uniformity",
-    "scm": "Spectral curvature mean",
-    "scs": "Spectral curvature std",
-    "gstd": "Gradient std",
-    "scc": "Spatial correlation coefficient",
-}
-
-METRIC_MEANINGS: dict[str, str] = {
-    "hfer": "Share of each band's spatial energy at fine scales (finer than 6 pixels per cycle); "
-    "noise and stripes raise it, blur lowers it.",
-    "stu": "How evenly fine texture is spread over the image, from 0 (concentrated in a few "
-    "places) to 1 (the same everywhere, as with noise over the whole scene).",
-    "scm": "Average roughness of the pixel spectra (mean absolute second difference between "
-    "neighbouring bands); noise, lost bands and spikes raise it.",
-    "scs": "How much that spectral roughness varies from pixel to pixel; lost bands and impulse "
-    "noise, whose damage differs from pixel to pixel, raise it most.",
-    "gstd": "Spread of the edge strength (Sobel gradient magnitude) in each band; sharp edges and "
-    "noise raise it, blur lowers it.",
-    "scc": "Correlation of each band with itself shifted by one pixel, from 1 (smooth or blurred) "
-    "towards 0 (noisy, striped or with gaps).",
-}
-
-_EPS = 1e-12  # guards divisions; an energy of 1e-12 (a std of 1e-6) is far below any real signal in [0, 1]
+_EPS = 1e-12  # guards divisions: an energy of 1e-12 (std 1e-6) is far below any real signal
 _CHUNK_VALUES = 1 << 22  # values per chunk of bands: about 16 MiB in float32
-_HIGH_FREQUENCY = 1.0 / 6.0  # cycles per pixel: min(H, W) / 6 FFT bins from the centre of a square image
+_HIGH_FREQUENCY = 1.0 / 6.0  # cycles per pixel; min(H, W)/6 FFT bins for a square image
 _TEXTURE_BLOCK = 8  # side, in pixels, of the blocks in which STU measures local texture
 _MIN_BANDS = 3
 _MIN_SIZE = 8
@@ -117,9 +92,9 @@ def stu(x: torch.Tensor) -> torch.Tensor:
     """Spatial texture uniformity: how evenly local texture is spread over the image.
 
     Local texture is the Sobel gradient energy g^2 = g_x^2 + g_y^2 (see ``gstd``), averaged
-    over bands and then over non-overlapping 8x8-pixel blocks b (smaller blocks only for images
-    under 10 pixels across), giving a texture level t_b per block. With CV = std_b(t_b) /
-    mean_b(t_b) the coefficient of variation of those levels:
+    over bands and then over non-overlapping 8x8-pixel blocks b (smaller ones in images under
+    18 pixels across, so that there are at least 2x2 blocks), giving a texture level t_b per
+    block. With CV = std_b(t_b) / mean_b(t_b) the coefficient of variation of those levels:
 
         STU = 1 / (1 + CV)            in (0, 1]
 
@@ -383,7 +358,7 @@ def _gstd_of_bands(energy: torch.Tensor) -> torch.Tensor:
 
 def _stu_of_energy_map(energy: torch.Tensor) -> torch.Tensor:
     """STU from the band-averaged Sobel gradient energy (H-2, W-2): a float64 scalar."""
-    block = min(_TEXTURE_BLOCK, *energy.shape)
+    block = min(_TEXTURE_BLOCK, *(side // 2 for side in energy.shape))
     local = F.avg_pool2d(energy[None, None], block).flatten().double()
     spread, level = torch.std_mean(local, correction=0)
     return 1.0 / (1.0 + spread / (level + _EPS))

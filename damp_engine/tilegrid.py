@@ -68,12 +68,16 @@ class TileGrid:
     def _axis(self, start: int, tile: int, total: int) -> tuple[int, int]:
         """(first, length) of the read window along one axis for a tile starting at `start`.
 
-        Any aligned start lies at most `align - 1` pixels before `start - halo`, so a span of
-        tile + 2·halo + align - 1 pixels, rounded up to the alignment, covers the tile and both halos.
+        Tiles start at multiples of `tile`, so `start - halo` lies at most `phase` pixels past
+        an aligned position, for the largest such phase over the tile grid; a span of
+        tile + 2·halo + phase pixels, rounded up to the alignment, covers the tile and both
+        halos for every tile, so all interior tiles have the same read shape (and batch
+        together). With tile and halo multiples of the alignment the phase is 0.
         """
         a = self.align
         first = max(0, (start - self.halo) // a * a)
-        span = math.ceil((tile + 2 * self.halo + a - 1) / a) * a
+        phase = max((k * tile - self.halo) % a for k in range(a))
+        span = math.ceil((tile + 2 * self.halo + phase) / a) * a
         end = min(total, first + span)
         if end - first < self.min_read:
             first = max(0, (end - self.min_read) // a * a)

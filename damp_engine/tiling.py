@@ -3,15 +3,18 @@
 A raster is never held whole. Tiles are read block-wise with a halo of context
 (`damp_engine.tilegrid`), scaled to about [0, 1] by one robust factor for all bands
 (`damp_engine.scaling`), batched through the network (`damp_engine.inference`), cropped back
-to the tile and written at once; peak memory depends on the tile and batch sizes only.
+to the tile and written at once. Peak memory depends on the tile and batch sizes (and GDAL's
+block cache, capped by GDAL_CACHEMAX), not on the raster's size.
 
 Halos are cropped, not blended. Read windows are aligned to the network's attention windows
-and down-sampling cells, so, for the convolution and attention layers, a tile's centre is
-computed exactly as in a whole-image pass, and every output pixel is computed once. What can
-differ between tiles is what the network pools over its whole input: the degradation prompt,
-the routers' and the channel attention's global averages. These are computed per tile, on the
-tile and its halo, which is how the network was trained (one prompt per training patch), and
-which lets routing follow the scene where degradations vary across it.
+and down-sampling cells, so for the convolution and attention layers a tile's centre is
+computed as in a whole-image pass, up to the context beyond the halo; every output pixel is
+computed once, from the tile whose centre it lies in. Blending would average each overlap
+pixel from two tiles, each with less context there than a centre crop has, and would need a
+buffer of overlap rows as wide as the raster. What can differ between tiles is what the network
+pools over its whole input: the degradation prompt and the global averages of the routers and
+the channel attention. They are computed per tile, on the tile and its halo, as in training (one
+prompt per patch), so routing follows the scene where the degradation varies across it.
 
 Gaps and lost bands follow the training tasks. Nodata samples of a pixel that has data in
 other bands, and every band of the non-zero pixels of an optional mask raster, are 0 in the
@@ -32,19 +35,21 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
 
 from .checkpoint import LoadedModel, load_model
 from .errors import DampCancelled, DampInputError
-from .inference import Backoff, NetworkRunner, OutOfMemoryError
-from .prompt import METRIC_NAMES, METRIC_TITLES, compute_prompt
+from .inference import Backoff, DeviceRunner, NetworkRunner, OutOfMemoryError
+from .prompt import METRIC_NAMES, METRIC_TITLES
 from .raster import RasterInfo, RasterReader, RasterWriter, check_output_path
 from .report import RestoreReport, RunStats, write_json_atomically
-from .scaling import Scaling, measure_scaling
+from .scaling import PERCENTILE, Scaling, measure_scaling, sample_grid
 from .tilegrid import TileGrid, Window
 
 MIN_TILE = 32          # smallest tile an out-of-memory back-off goes down to
 MIN_PROMPT_SIZE = 8    # the degradation prompt needs at least 8 x 8 pixels
 ROUTING_NODATA = 0
+LOOKAHEAD = 64         # queued tiles searched for batch mates of the same shape
 
 Progress = Callable[[float], None] | None
 Cancelled = Callable[[], bool] | None
@@ -65,17 +70,37 @@ class BandPlan:
         return self.net & ~self.bad
 
 
-def band_plan(scaling: Scaling, bands: int, bad_bands: Sequence[int] | None) -> BandPlan:
-    """Bands with data plus the user's bad bands (1-based) go to the network; DampInputError if too few."""
+def parse_bad_bands(bad_bands: Sequence[int] | None, bands: int) -> np.ndarray:
+    """(bands,) bool from 1-based band numbers; DampInputError for a band that does not exist."""
     bad = np.zeros(bands, bool)
     for number in bad_bands or ():
         if not 1 <= int(number) <= bands:
             raise DampInputError(f"Bad band {number} does not exist; the raster has bands 1 to {bands}.")
         bad[int(number) - 1] = True
+    return bad
+
+
+def measure_scaling_without(reader: RasterReader, bad: np.ndarray) -> Scaling:
+    """`measure_scaling`, with the factor taken from the bands that are not bad (their values are junk)."""
+    scaling = measure_scaling(reader)
+    if not bad.any():
+        return scaling
+    samples = []
+    for window in sample_grid(reader.info.width, reader.info.height):
+        data, valid = reader.read(*window)
+        samples.append(data[~bad][valid[~bad]])
+    values = np.concatenate(samples)
+    top = float(np.percentile(values, PERCENTILE)) if values.size else 0.0
+    return replace(scaling, factor=top) if top > 0 else scaling
+
+
+def band_plan(scaling: Scaling, bad: np.ndarray) -> BandPlan:
+    """Bands with data plus the bad bands go to the network; DampInputError if fewer than 3 hold data."""
     net = scaling.good_bands | bad
-    if (net & ~bad).sum() < 3 or net.sum() < 3:
-        raise DampInputError(f"Only {(net & ~bad).sum()} band(s) hold data that is not marked bad; "
-                             "DAMP needs at least 3 bands with data to restore a raster.")
+    given = int((net & ~bad).sum())
+    if given < 3:
+        raise DampInputError(f"Only {given} band(s) hold data that is not marked bad; DAMP needs at least "
+                             "3 bands with data to restore a raster.")
     return BandPlan(net=net, bad=bad[net])
 
 
@@ -226,7 +251,7 @@ class TiledRun:
     """One streaming pass over a raster: read, prompt, restore, write, tile by tile."""
 
     def __init__(self, reader: RasterReader, mask: RasterReader | None, scaling: Scaling, bands: BandPlan,
-                 factor: int, grid: TileGrid, outputs: TileOutputs, runner: NetworkRunner | None,
+                 factor: int, grid: TileGrid, outputs: TileOutputs, runner: DeviceRunner,
                  backoff: Backoff, stats: RunStats, blocks: int):
         self.reader, self.mask, self.scaling, self.bands = reader, mask, scaling, bands
         self.factor, self.grid, self.outputs, self.runner = factor, grid, outputs, runner
@@ -237,12 +262,8 @@ class TiledRun:
         queue = deque(self.grid.windows(self.backoff.tile))
         total, done = self.grid.width * self.grid.height, 0
         while queue:
-            if cancelled is not None and cancelled():
-                raise DampCancelled("Cancelled; no output was written.")
             group = _take_batch(queue, self.backoff.batch)
-            try:
-                self._process([self._read(w) for w in group])
-            except OutOfMemoryError:
+            if not self._attempt(group, cancelled):
                 self.runner.release_memory()
                 queue.extendleft(reversed(group))
                 if self.backoff.shrink(len(group)) == "tile":
@@ -253,7 +274,22 @@ class TiledRun:
                 if progress is not None:
                     progress(done / total)
 
-    def _read(self, window: Window) -> ReadTile:
+    def _attempt(self, group: list[Window], cancelled: Cancelled) -> bool:
+        """Process a batch; False if the device ran out of memory (then nothing was written).
+
+        Returning, rather than handling the error inside `except`, drops the traceback and with
+        it the batch's tensors, so that the GPU memory can be released before the retry.
+        """
+        try:
+            self._process([self._read(w, cancelled) for w in group])
+        except OutOfMemoryError:
+            return False
+        return True
+
+    def _read(self, window: Window, cancelled: Cancelled) -> ReadTile:
+        """Read and prepare one tile, after checking that the caller has not cancelled."""
+        if cancelled is not None and cancelled():
+            raise DampCancelled("Cancelled; no output was written.")
         with self.stats.timed("read"):
             data, valid = self.reader.read(window.rx, window.ry, window.rw, window.rh)
             fill = None
@@ -271,17 +307,24 @@ class TiledRun:
                 self._write(tile, *((None, None, None) if tile.empty else next(results)))
 
     def _infer(self, inputs: list[np.ndarray]) -> list[tuple]:
-        """(prompt, restored or None, gates or None) for each network input of the batch."""
+        """(prompt, restored or None, gates or None) for each network input of the batch.
+
+        "network" time includes the transfer to the device and, for band counts other than
+        the network's, the prompts it computes for its spectral windows; "prompt" is the
+        prompt of each whole tile.
+        """
         if not inputs:
             return []
-        batch = np.stack(inputs)
-        with self.stats.timed("prompt"):
-            prompts = compute_prompt(batch).values.numpy()
-        if self.runner is None:
-            return [(p, None, None) for p in prompts]
         with self.stats.timed("network"):
-            restored, gates = self.runner(batch)
-        return list(zip(prompts, restored, gates))
+            batch = self.runner.upload(np.stack(inputs))
+        with self.stats.timed("prompt"):
+            prompts = self.runner.prompt(batch)
+            values = prompts.float().cpu().numpy()
+        if not isinstance(self.runner, NetworkRunner):
+            return [(p, None, None) for p in values]
+        with self.stats.timed("network"):
+            restored, gates = self.runner.restore(batch, prompts)
+        return list(zip(values, restored, gates))
 
     def _write(self, tile: ReadTile, prompt, restored, gates) -> None:
         window = tile.window
@@ -294,10 +337,19 @@ class TiledRun:
 
 
 def _take_batch(queue: deque, size: int) -> list[Window]:
-    """Pop up to `size` windows from the front of `queue` that share the first one's read shape."""
+    """Pop the first window and up to `size` - 1 more of the same read shape from the next LOOKAHEAD.
+
+    Looking ahead lets the narrower tiles at the raster's right edge batch with each other
+    instead of each running alone.
+    """
     group = [queue.popleft()]
-    while queue and len(group) < size and queue[0].read_shape == group[0].read_shape:
-        group.append(queue.popleft())
+    index = 0
+    while len(group) < size and index < min(len(queue), LOOKAHEAD):
+        if queue[index].read_shape == group[0].read_shape:
+            group.append(queue[index])
+            del queue[index]
+        else:
+            index += 1
     return group
 
 
@@ -321,13 +373,21 @@ def _check_size(info: RasterInfo, factor: int) -> None:
                              f"{MIN_PROMPT_SIZE} x {MIN_PROMPT_SIZE} pixels on the grid it restores.")
 
 
-def _check_report_path(report: str | os.PathLike, src: str | os.PathLike) -> Path:
-    """The report's JSON path, refused where it would overwrite the input or has no folder."""
-    path = Path(report).expanduser().resolve()
-    if path == Path(src).expanduser().resolve() or not path.parent.is_dir():
-        raise DampInputError(f"Cannot write the report to {report}: choose a .json path in an existing "
-                             "folder, other than the input.")
-    return path
+def _check_outputs(src, mask, outputs: Sequence, report) -> tuple[list[Path | None], Path | None]:
+    """Resolved output raster paths and report path; DampInputError if one would overwrite an
+    input or another output, or lies in a missing folder."""
+    paths = [None if p is None else check_output_path(p, src, mask) for p in outputs]
+    report_path = None
+    if report is not None:
+        report_path = Path(report).expanduser().resolve()
+        if not report_path.parent.is_dir():
+            raise DampInputError(f"The report's folder {report_path.parent} does not exist; create it first.")
+    given = [p for p in (*paths, report_path) if p is not None]
+    inputs = {Path(p).expanduser().resolve() for p in (src, mask) if p is not None}
+    if len(set(given)) < len(given) or inputs & set(given):
+        raise DampInputError("The output raster, the maps and the report need different paths, none of them "
+                             "an input; choose distinct file names.")
+    return paths, report_path
 
 
 def _open_mask(mask: str | os.PathLike | None, info: RasterInfo, stack: ExitStack) -> RasterReader | None:
@@ -346,8 +406,7 @@ def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch:
          progress: Progress = None, cancelled: Cancelled = None, log: Log = None) -> RestoreReport:
     """The shared body of restore_raster, upscale_raster and routing_raster."""
     _check_settings(tile, halo, batch)
-    paths = [None if p is None else check_output_path(p, src, mask) for p in (dst, routing_map, prompt_map)]
-    report_path = None if report is None else _check_report_path(report, src)
+    paths, report_path = _check_outputs(src, mask, (dst, routing_map, prompt_map), report)
     loaded = _resolve_model(model, device)
     net = loaded.net
     stats = RunStats()
@@ -356,8 +415,9 @@ def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch:
         info = reader.info
         _check_size(info, factor)
         mask_reader = _open_mask(mask, info, stack)
-        scaling = measure_scaling(reader)
-        bands = band_plan(scaling, info.bands, bad_bands)
+        bad = parse_bad_bands(bad_bands, info.bands)
+        scaling = measure_scaling_without(reader, bad)
+        bands = band_plan(scaling, bad)
         multiple = net.preset.size_multiple
         align = multiple // math.gcd(multiple, factor)
         grid = TileGrid(info.width, info.height, halo=-(-halo // factor), align=align,
@@ -369,17 +429,24 @@ def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch:
                 f"on {loaded.device} with {loaded.name}; scale factor {scaling.factor:g}.")
         TiledRun(reader, mask_reader, scaling, bands, factor, grid, outputs, NetworkRunner(loaded),
                  backoff, stats, len(net.block_names)).run(progress, cancelled)
-    result = RestoreReport(
+    result = _build_report(stats, loaded, info, factor, backoff, halo, scaling, paths, report_path)
+    if report_path is not None:
+        write_json_atomically(report_path, result.to_dict())
+    return result
+
+
+def _build_report(stats: RunStats, loaded: LoadedModel, info: RasterInfo, factor: int, backoff: Backoff,
+                  halo: int, scaling: Scaling, paths: list[Path | None], report_path: Path | None) -> RestoreReport:
+    """The RestoreReport of a finished run."""
+    net = loaded.net
+    return RestoreReport(
         output=paths[0], device=str(loaded.device), model=loaded.name, tiles=stats.tiles,
         bands=info.bands, width=info.width * factor, height=info.height * factor,
         tile=backoff.tile * factor, halo=halo, batch=backoff.batch,
         seconds=stats.total_seconds(), prompt=stats.prompt_summary(),
-        routing=stats.routing_summary(net.block_names),
-        spatial_share=_spatial_shares(net), scale_factor=scaling.factor, events=backoff.events,
+        routing=stats.routing_summary(net.block_names), spatial_share=_spatial_shares(net),
+        scale_factor=scaling.factor, events=backoff.events,
         routing_map=paths[1], prompt_map=paths[2], report=report_path)
-    if report_path is not None:
-        write_json_atomically(report_path, result.to_dict())
-    return result
 
 
 def _spatial_shares(net) -> dict[str, list[float]]:
@@ -448,16 +515,17 @@ def prompt_map_raster(src: str | os.PathLike, dst: str | os.PathLike, *, tile: i
     """
     if tile < MIN_PROMPT_SIZE:
         raise DampInputError(f"The tile size must be at least {MIN_PROMPT_SIZE} pixels, not {tile}.")
-    out = check_output_path(dst, src)
+    out = _check_outputs(src, None, [dst], None)[0][0]
     stats = RunStats()
     with ExitStack() as stack:
         reader = stack.enter_context(RasterReader(src, min_bands=3))
         info = reader.info
         _check_size(info, 1)
         scaling = measure_scaling(reader)
-        bands = band_plan(scaling, info.bands, None)
+        bands = band_plan(scaling, np.zeros(info.bands, bool))
         grid = TileGrid(info.width, info.height, halo=0, min_read=MIN_PROMPT_SIZE)
         outputs = TileOutputs(stack, info, 1, output_format(info), [], None, None, out, None)
         backoff = Backoff(1, tile, tile)
-        TiledRun(reader, None, scaling, bands, 1, grid, outputs, None, backoff, stats, 0).run(progress, cancelled)
+        TiledRun(reader, None, scaling, bands, 1, grid, outputs, DeviceRunner(torch.device("cpu")), backoff, stats,
+                 0).run(progress, cancelled)
     return out

@@ -315,7 +315,7 @@ def finetune(rasters: list[str], out_model: str, base: str | None = None, steps:
     The rasters are treated as clean; degradations are simulated on them. The output is a new
     model file that `restore_raster` accepts; on cancel nothing is written.
     """
-    from .checkpoint import DEFAULT_MODEL
+    from .checkpoint import default_model_path
 
     out = Path(out_model)
     if out.suffix != ".safetensors":
@@ -325,7 +325,7 @@ def finetune(rasters: list[str], out_model: str, base: str | None = None, steps:
     try:
         cfg = TrainConfig(data=[str(r) for r in rasters], out=str(staging / out.name), steps=steps,
                           batch=batch, crop=crop, lr=lr, warmup=min(50, steps // 5), device=device,
-                          base_model=str(base or DEFAULT_MODEL), checkpoint_minutes=1e9)
+                          base_model=str(base or default_model_path()), checkpoint_minutes=1e9)
         trained = train(cfg, progress=progress, cancelled=cancelled, log=log)
         for suffix in (".json", ".safetensors"):
             trained.with_suffix(suffix).replace(out.with_suffix(suffix))

@@ -17,9 +17,14 @@ class DampPlugin:
 
     def initProcessing(self) -> None:  # noqa: N802 (QGIS API)
         """Register the provider; called by qgis_process and by :meth:`initGui`."""
-        if self.provider is None:
-            self.provider = DampProvider()
-            QgsApplication.processingRegistry().addProvider(self.provider)
+        if self.provider is not None:
+            return
+        provider = DampProvider()
+        if QgsApplication.processingRegistry().addProvider(provider):  # False: "damp" is taken already
+            # The example models find their steps (damp:simulate, ...) through the registry, which
+            # knows the provider only once it is added: load them again now.
+            provider.refreshAlgorithms()
+            self.provider = provider
 
     def initGui(self) -> None:  # noqa: N802 (QGIS API)
         """Register the provider and add the DAMP dock to the main window."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 from qgis.core import QgsMessageLog, QgsProcessingModelAlgorithm, QgsProcessingProvider, Qgis
 from qgis.PyQt.QtGui import QIcon
 
+import damp_engine
+
 from .algorithms import ALGORITHMS
 from .paths import MODELS, icon_path
 
@@ -21,6 +23,9 @@ class DampProvider(QgsProcessingProvider):
 
     def longName(self) -> str:  # noqa: N802 (QGIS API)
         return "DAMP hyperspectral restoration"
+
+    def versionInfo(self) -> str:  # noqa: N802 (QGIS API)
+        return damp_engine.__version__
 
     def icon(self) -> QIcon:
         return QIcon(icon_path("damp"))

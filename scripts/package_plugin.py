@@ -7,6 +7,7 @@ Both give the same folder, ``damp_qgis/``:
 
     damp_qgis/                    the plugin package (damp_qgis/ of the repository)
     damp_qgis/metadata.txt        metadata.txt of the repository
+    damp_qgis/LICENSE             the GPL-3.0 licence text
     damp_qgis/vendor/damp_engine  the engine, put on sys.path by damp_qgis/__init__.py
     damp_qgis/vendor/resources    icons and models (the bundled .safetensors + .json card, the
                                   example .model3), found beside the engine as in the repository
@@ -33,7 +34,8 @@ def plugin_files() -> list[tuple[Path, str]]:
                 if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc"]
 
     models = ROOT / "resources" / "models"
-    files = tree(ROOT / PLUGIN, PLUGIN) + [(ROOT / "metadata.txt", f"{PLUGIN}/metadata.txt")]
+    files = tree(ROOT / PLUGIN, PLUGIN) + [(ROOT / "metadata.txt", f"{PLUGIN}/metadata.txt"),
+                                           (ROOT / "LICENSE", f"{PLUGIN}/LICENSE")]
     files += tree(ROOT / "damp_engine", f"{PLUGIN}/vendor/damp_engine")
     files += tree(ROOT / "resources" / "icons", f"{PLUGIN}/vendor/resources/icons")
     files += [(f, f"{PLUGIN}/vendor/resources/models/{f.name}")

@@ -139,8 +139,9 @@ def test_shown_metrics_are_the_engines(dock, layers, expected):
     assert dock.metrics.shown == engine.metrics
     for name, value in engine.metrics.items():
         assert dock.metrics.value_text(name) == f"{value:.4g}"
-        bar = dock.metrics._bars[name]
-        assert (bar.value, bar.clean, bar.degraded) == (value, engine.ranges["clean"][name], engine.ranges["degraded"][name])
+        bar = dock.metrics.bar(name)
+        assert bar.value == value
+        assert (bar.clean, bar.degraded) == (engine.ranges["clean"][name], engine.ranges["degraded"][name])
     assert dock.reading.headline == engine.reading
     assert "dock-test" in dock.header.text() and "CPU" in dock.header.text()
 

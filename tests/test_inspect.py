@@ -10,7 +10,7 @@ import torch
 from damp_engine import DampCancelled, DampInputError
 from damp_engine.checkpoint import save_checkpoint
 from damp_engine.degrade import degrade
-from damp_engine.inspect import (BAND_LOSS, BLUR, CLEAN, NO_RANGES, NOISE, describe_prompt,
+from damp_engine.inspect import (BAND_LOSS, BLUR, CLEAN, GAPS, NO_RANGES, NOISE, describe_prompt,
                                  inspect_raster, sample_windows)
 from damp_engine.model import DAMP, get_preset
 from damp_engine.prompt import METRIC_NAMES, compute_prompt
@@ -72,6 +72,11 @@ def test_blur_reads_as_blur(clean_cube, ranges):
 def test_band_loss_reads_as_band_loss(clean_cube, ranges):
     lost, _ = degrade(clean_cube, "band_loss", seed=1, fraction=0.15)
     assert describe_prompt(mean_metrics(lost), ranges)[0] == BAND_LOSS
+
+
+def test_missing_pixels_read_as_gaps(clean_cube, ranges):
+    holes, _ = degrade(clean_cube, "inpaint", seed=1, fraction=0.7)
+    assert describe_prompt(mean_metrics(holes), ranges)[0] == GAPS
 
 
 def test_clean_crop_looks_clean(clean_cube, ranges):

@@ -102,7 +102,8 @@ def test_constant_cube_gives_finite_values() -> None:
 
 
 def test_prompt_of_a_sample_does_not_depend_on_the_batch() -> None:
-    scenes = [read_scene(name)[:, :64, :64] for name in ("cave_balloons", "cave_thread_spools", "cave_fake_and_real_peppers")]
+    names = ("cave_balloons", "cave_thread_spools", "cave_fake_and_real_peppers")
+    scenes = [read_scene(name)[:, :64, :64] for name in names]
     batched = compute_prompt(torch.stack(scenes)).values
     alone = torch.cat([compute_prompt(cube).values for cube in scenes])
     torch.testing.assert_close(batched, alone, rtol=0, atol=1e-5)
@@ -154,24 +155,35 @@ def small_cube() -> np.ndarray:
 def test_hfer_matches_the_full_spectrum_definition(small_cube: np.ndarray) -> None:
     rows, cols = small_cube.shape[1:]
     window = np.outer(np.hanning(rows + 1)[:-1], np.hanning(cols + 1)[:-1])  # periodic Hann
-    radius = np.hypot(*np.meshgrid(np.fft.fftshift(np.fft.fftfreq(rows)), np.fft.fftshift(np.fft.fftfreq(cols)), indexing="ij"))
+    f_y, f_x = np.meshgrid(np.fft.fftfreq(rows), np.fft.fftfreq(cols), indexing="ij")
+    high = np.fft.fftshift(np.hypot(f_y, f_x) > 1 / 6)
     ratios = []
     for band in small_cube:
         power = np.abs(np.fft.fftshift(np.fft.fft2((band - band.mean()) * window))) ** 2
-        ratios.append(power[radius > 1 / 6].sum() / power.sum())
+        ratios.append(power[high].sum() / power.sum())
     assert hfer(torch.from_numpy(small_cube)[None]).item() == pytest.approx(np.mean(ratios), abs=1e-5)
+
+
+def test_scm_and_scs_match_numpy_second_differences(small_cube: np.ndarray) -> None:
+    curvature = np.abs(np.diff(small_cube, n=2, axis=0)).mean(axis=0)
+    batch = torch.from_numpy(small_cube)[None]
+    assert scm(batch).item() == pytest.approx(curvature.mean(), rel=1e-5)
+    assert scs(batch).item() == pytest.approx(curvature.std(), rel=1e-4)
 
 
 def test_gstd_matches_scipy_sobel(small_cube: np.ndarray) -> None:
     from scipy.ndimage import sobel
 
-    stds = [np.hypot(sobel(band, 0), sobel(band, 1))[1:-1, 1:-1].std() / 8 for band in small_cube]
-    assert gstd(torch.from_numpy(small_cube)[None]).item() == pytest.approx(np.mean(stds), rel=1e-4)
+    magnitudes = [np.hypot(sobel(band, 0), sobel(band, 1))[1:-1, 1:-1] / 8 for band in small_cube]
+    expected = np.mean([magnitude.std() for magnitude in magnitudes])
+    assert gstd(torch.from_numpy(small_cube)[None]).item() == pytest.approx(expected, rel=1e-4)
 
 
 def test_scc_matches_numpy_corrcoef(small_cube: np.ndarray) -> None:
-    correlations = [
-        (np.corrcoef(band[:, :-1].ravel(), band[:, 1:].ravel())[0, 1] + np.corrcoef(band[:-1].ravel(), band[1:].ravel())[0, 1]) / 2
-        for band in small_cube
-    ]
-    assert scc(torch.from_numpy(small_cube)[None]).item() == pytest.approx(np.mean(correlations), abs=1e-5)
+    def lag_one_correlation(first: np.ndarray, second: np.ndarray) -> float:
+        return np.corrcoef(first.ravel(), second.ravel())[0, 1]
+
+    horizontal = [lag_one_correlation(band[:, :-1], band[:, 1:]) for band in small_cube]
+    vertical = [lag_one_correlation(band[:-1], band[1:]) for band in small_cube]
+    expected = (np.mean(horizontal) + np.mean(vertical)) / 2
+    assert scc(torch.from_numpy(small_cube)[None]).item() == pytest.approx(expected, abs=1e-5)

@@ -85,7 +85,8 @@ class TrueColour(QgsProcessingLayerPostProcessorInterface):
         super().__init__()
         self.rgb = rgb
 
-    def postProcessLayer(self, layer, context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> None:  # noqa: N802
+    def postProcessLayer(self, layer, context: QgsProcessingContext,  # noqa: N802 (QGIS API)
+                         feedback: QgsProcessingFeedback) -> None:
         if not isinstance(layer, QgsRasterLayer) or layer.bandCount() < 3:
             return
         red, green, blue = (band + 1 for band in self.rgb)
@@ -187,14 +188,27 @@ class DampAlgorithm(QgsProcessingAlgorithm):
                  "cuda (fails when no GPU is visible).")
 
     # --- reading parameters ---------------------------------------------------------------
+    def not_a_raster(self, parameters: dict, name: str) -> str:
+        """The message for a raster-layer parameter whose value is no raster (e.g. a vector file)."""
+        return self.tr(
+            "{label}: {value} is not a raster layer. Give a hyperspectral raster file (GeoTIFF, ENVI or "
+            "VRT) with at least 3 bands.").format(label=self.parameterDefinition(name).description(),
+                                                  value=parameters.get(name))
+
+    def checkParameterValues(self, parameters: dict, context: QgsProcessingContext) -> tuple[bool, str]:  # noqa: N802
+        """QGIS's own check, but a raster parameter given a vector or unreadable file says so plainly."""
+        for definition in self.parameterDefinitions():
+            name = definition.name()
+            if (definition.type() == "raster" and parameters.get(name) not in (None, "")
+                    and self.parameterAsRasterLayer(parameters, name, context) is None):
+                return False, self.not_a_raster(parameters, name)
+        return super().checkParameterValues(parameters, context)
+
     def input_raster(self, parameters: dict, name: str, context: QgsProcessingContext, min_bands: int = 3) -> str:
         """The file path of a raster-layer parameter, checked by :meth:`check_raster`."""
         layer = self.parameterAsRasterLayer(parameters, name, context)
         if layer is None:
-            raise QgsProcessingException(self.tr(
-                "{label}: {value} is not a raster layer. Give a hyperspectral raster file (GeoTIFF, "
-                "ENVI or VRT) with at least 3 bands.").format(
-                    label=self.parameterDefinition(name).description(), value=parameters.get(name)))
+            raise QgsProcessingException(self.not_a_raster(parameters, name))
         return self.check_raster(layer, name, min_bands)
 
     def check_raster(self, layer, name: str, min_bands: int = 3) -> str:
@@ -229,7 +243,7 @@ class DampAlgorithm(QgsProcessingAlgorithm):
         """Write ``row`` as the one record of a table without geometry (a feature sink); return its id."""
         fields = QgsFields()
         for key, value in row.items():
-            kind = QVariant.String if isinstance(value, str) else QVariant.Int if isinstance(value, int) else QVariant.Double
+            kind = {str: QVariant.String, int: QVariant.Int}.get(type(value), QVariant.Double)
             fields.append(QgsField(key, kind))
         sink, destination = self.parameterAsSink(parameters, name, context, fields, QgsWkbTypes.NoGeometry,
                                                  QgsCoordinateReferenceSystem())

@@ -39,10 +39,10 @@ class FinetuneAlgorithm(DampAlgorithm):
                                                       QgsProcessing.TypeRaster),
                  "One or more clean hyperspectral rasters (at least 3 bands each) of the kind you "
                  "want to restore.")
-        self.add_model(self.tr("Base model (empty: the bundled model)"))
+        self.add_model("Base model (empty: the bundled model)")
         self.add(QgsProcessingParameterNumber(self.STEPS, self.tr("Training steps"), defaultValue=300,
                                               minValue=1, maxValue=1_000_000),
-                 "Optimisation steps (batches of 4 random 64×64 crops).")
+                 "Optimisation steps, each on a batch of random crops of the rasters.")
         self.add_device()
         self.add(QgsProcessingParameterFileDestination(self.OUTPUT, self.tr("Fine-tuned model"), MODEL_FILTER),
                  "The new model, a .safetensors file; its .json model card is written beside it.")

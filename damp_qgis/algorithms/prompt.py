@@ -26,7 +26,7 @@ class PromptAlgorithm(DampAlgorithm):
     HELP = ("Computes the degradation prompt of a hyperspectral raster: the six closed-form "
             "spatial-spectral metrics that DAMP routes its experts on. Noise and stripes raise HFER "
             "and SCM, blur lowers HFER and GSTD, lost bands raise SCM and SCS. The metrics are "
-            "averaged over up to 16 sample tiles of 256×256 pixels. The result is a one-row table "
+            "averaged over sample tiles spread over the raster. The result is a one-row table "
             "(usable by later steps of a model) and one numeric output per metric; optionally a "
             "raster with the metrics of every tile shows where the degradation is.")
 
@@ -37,7 +37,7 @@ class PromptAlgorithm(DampAlgorithm):
         return self.tr("Degradation prompt")
 
     def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802 (QGIS API)
-        from damp_engine.prompt import METRIC_MEANINGS, METRIC_NAMES, METRIC_TITLES
+        from damp_engine.names import METRIC_MEANINGS, METRIC_NAMES, METRIC_TITLES
 
         self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Hyperspectral raster")),
                  "The raster to describe (GeoTIFF, ENVI or VRT; at least 3 bands).")
@@ -58,19 +58,19 @@ class PromptAlgorithm(DampAlgorithm):
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        from damp_engine.prompt import METRIC_MEANINGS
+        from damp_engine.names import METRIC_MEANINGS
         from damp_engine.scene import prompt_raster
 
         source = self.input_raster(parameters, self.INPUT, context)
         prompt = prompt_raster(source)
         for metric, value in prompt.metrics.items():
             feedback.pushInfo(f"{metric.upper():<5} {value:9.4f}  {METRIC_MEANINGS[metric]}")
-        table = self.write_table(parameters, self.OUTPUT, context, {"raster": source, **prompt.to_dict()})
         prompt_map = self.output_path(parameters, self.PROMPT_MAP, context)
         if prompt_map:
             from damp_engine.tiling import prompt_map_raster
 
             prompt_map_raster(source, prompt_map, tile=self.parameterAsInt(parameters, self.TILE, context),
                               **self.callbacks(feedback))
+        table = self.write_table(parameters, self.OUTPUT, context, {"raster": source, **prompt.to_dict()})
         return {self.OUTPUT: table, self.PROMPT_MAP: prompt_map,
                 **{metric.upper(): value for metric, value in prompt.metrics.items()}}

@@ -22,13 +22,16 @@ def parse_bands(text: str) -> list[int] | None:
     if not text.strip():
         return None
     bands: list[int] = []
-    for item in re.split(r"[,;\s]+", text.strip()):
+    for item in re.split(r"[,;\s]+", re.sub(r"\s*-\s*", "-", text.strip())):
         match = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
         if not match:
             raise QgsProcessingException(
                 f"Bad bands: cannot read '{item}' in '{text}'. List 1-based band numbers and ranges, "
                 "e.g. 1,2,130-135.")
         first, last = int(match[1]), int(match[2] or match[1])
+        if not 1 <= first <= last:
+            raise QgsProcessingException(
+                f"Bad bands: '{item}' is not a band number or a rising range; bands count from 1, e.g. 130-135.")
         bands.extend(range(first, last + 1))
     return sorted(set(bands))
 
@@ -67,11 +70,12 @@ class RestoreAlgorithm(DampAlgorithm):
                  "Optional 1-based numbers of bands that are lost or unusable and are rebuilt from the "
                  "others, e.g. 1,2,130-135.")
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Restored raster")),
-                 "The restored raster (GeoTIFF .tif or ENVI .bsq/.bil/.bip), float32 in the input's units.")
+                 "The restored raster (GeoTIFF .tif or ENVI .bsq/.bil/.bip): the input's data type, scale "
+                 "and nodata for integer inputs, float32 otherwise.")
         self.add(QgsProcessingParameterRasterDestination(self.ROUTING_MAP, self.tr("Routing map"),
                                                          optional=True, createByDefault=False),
-                 "Optional raster with, per tile and decoder stage (one band each), the expert the "
-                 "model relied on most.")
+                 "Optional raster with, for every tile and decoder expert block (one band each), the "
+                 "number (from 1) of the expert with the largest gate; 0 where nothing was restored.")
         self.add(QgsProcessingParameterRasterDestination(self.PROMPT_MAP, self.tr("Prompt map"),
                                                          optional=True, createByDefault=False),
                  "Optional raster with the six degradation-prompt metrics of every tile (one band each).")

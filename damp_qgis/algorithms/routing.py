@@ -18,8 +18,8 @@ class RoutingAlgorithm(DampAlgorithm):
 
     GROUP = "Analysis"
     HELP = ("Shows how the DAMP model routes a raster: every tile is run through the network and, "
-            "for each decoder stage (one output band each), the number of the expert with the "
-            "largest gate is written for the tile. Regions with different degradations (e.g. "
+            "for each decoder expert block (one output band each), the number of the expert with "
+            "the largest gate is written over the tile. Regions with different degradations (e.g. "
             "striped or blurred parts) show up as regions routed to different experts. Nothing is "
             "restored; see the Restore algorithm's routing map to get both at once.")
 
@@ -36,8 +36,8 @@ class RoutingAlgorithm(DampAlgorithm):
         self.add_tile()
         self.add_device()
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Routing map")),
-                 "Raster on the input's extent with one band per decoder stage and the dominant "
-                 "expert (0-based) of each tile as value.")
+                 "Raster on the input's grid with one band per decoder expert block and, as value, the "
+                 "number (from 1) of the expert with the largest gate in each tile; 0 where there is no data.")
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:

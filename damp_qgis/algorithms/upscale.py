@@ -41,7 +41,8 @@ class UpscaleAlgorithm(DampAlgorithm):
         self.add_tile()
         self.add_device()
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Super-resolved raster")),
-                 "The super-resolved raster (GeoTIFF .tif or ENVI .bsq/.bil/.bip), float32.")
+                 "The super-resolved raster (GeoTIFF .tif or ENVI .bsq/.bil/.bip): the input's data type "
+                 "for integer inputs, float32 otherwise.")
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:

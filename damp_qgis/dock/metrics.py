@@ -1,8 +1,8 @@
 """The six degradation-prompt metrics, each against the ranges seen on clean and degraded training data."""
 from __future__ import annotations
 
-from qgis.PyQt.QtCore import QRectF, QSize, Qt
-from qgis.PyQt.QtGui import QColor, QFont, QPainter, QPalette
+from qgis.PyQt.QtCore import QPointF, QRectF, QSize, Qt
+from qgis.PyQt.QtGui import QColor, QFont, QPainter, QPalette, QPen
 from qgis.PyQt.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 CLEAN_COLOUR = QColor(77, 175, 74)      # ranges seen on clean training crops
@@ -35,7 +35,8 @@ class RangeBar(QWidget):
         parts = [f"this layer {VALUE_FORMAT.format(value)}"]
         for label, span in (("clean", clean), ("degraded", degraded)):
             if span is not None:
-                parts.append(f"{label} training data {VALUE_FORMAT.format(span[0])} – {VALUE_FORMAT.format(span[1])}")
+                low, high = (VALUE_FORMAT.format(v) for v in span)
+                parts.append(f"{label} training data {low} – {high}")
         self.setToolTip("\n".join(parts))
         self.update()
 
@@ -63,17 +64,16 @@ class RangeBar(QWidget):
                 fill = QColor(colour)
                 fill.setAlpha(170)
                 painter.fillRect(QRectF(x(span[0]), 2 + row * strip, max(2.0, x(span[1]) - x(span[0])), strip), fill)
-        painter.setPen(self.palette().color(QPalette.WindowText))
+        painter.setPen(QPen(self.palette().color(QPalette.WindowText), 2))
         tick = x(self.value)
-        painter.drawLine(int(round(tick)), 0, int(round(tick)), height)
-        painter.drawLine(int(round(tick)) + 1, 0, int(round(tick)) + 1, height)
+        painter.drawLine(QPointF(tick, 0), QPointF(tick, height))
         painter.end()
 
 
 class MetricsPanel(QWidget):
     """Six rows, one per DP metric: its title and value, then its range bar; tooltips explain each.
 
-    The rows are built on the first ``show_metrics`` from ``damp_engine.prompt``'s names, titles
+    The rows are built on the first ``show_metrics`` from ``damp_engine.names``' names, titles
     and meanings (imported then, so that opening QGIS never loads torch).
     """
 
@@ -93,7 +93,7 @@ class MetricsPanel(QWidget):
         self.shown: dict[str, float] = {}
 
     def _build_rows(self) -> None:
-        from damp_engine.prompt import METRIC_MEANINGS, METRIC_NAMES, METRIC_TITLES
+        from damp_engine.names import METRIC_MEANINGS, METRIC_NAMES, METRIC_TITLES
 
         mono = QFont("monospace")
         mono.setStyleHint(QFont.TypeWriter)
@@ -126,6 +126,10 @@ class MetricsPanel(QWidget):
     def value_text(self, name: str) -> str:
         """The text shown as the value of metric ``name``."""
         return self._values[name].text()
+
+    def bar(self, name: str) -> RangeBar:
+        """The range bar of metric ``name``."""
+        return self._bars[name]
 
 
 def _legend() -> QWidget:

@@ -71,14 +71,15 @@ class _BlockExpertGrid(QWidget):
             for col, value in enumerate(self.cells[row]):
                 rect = QRectF(label_width + col * cell_width + 1, top + 1, cell_width - 2, ROW_HEIGHT - 2)
                 self._paint_cell(painter, rect, value)
-        legend_top = HEADER_HEIGHT + ROW_HEIGHT * len(self.cells) + 4
-        self._paint_legend(painter, QRectF(label_width, legend_top, self.width() - label_width, LEGEND_HEIGHT - 6))
+        legend = QRectF(0, HEADER_HEIGHT + ROW_HEIGHT * len(self.cells) + 4, self.width(), LEGEND_HEIGHT - 6)
+        self._paint_legend(painter, legend, label_width)
         painter.end()
 
     def _paint_cell(self, painter: QPainter, rect: QRectF, value: float) -> None:
         raise NotImplementedError
 
-    def _paint_legend(self, painter: QPainter, rect: QRectF) -> None:
+    def _paint_legend(self, painter: QPainter, rect: QRectF, label_width: float) -> None:
+        """Paint the legend in ``rect``; the first ``label_width`` pixels line up with the row names."""
         raise NotImplementedError
 
 
@@ -96,19 +97,18 @@ class RoutingHeatmap(_BlockExpertGrid):
         painter.setPen(Qt.white if value > 0.5 else Qt.black)
         painter.drawText(rect, Qt.AlignCenter, f"{value:.2f}" if value > 0 else "·")
 
-    def _paint_legend(self, painter: QPainter, rect: QRectF) -> None:
-        text_width = 40
-        bar = QRectF(rect.left() + text_width, rect.top() + 3, rect.width() - 2 * text_width, rect.height() - 6)
+    def _paint_legend(self, painter: QPainter, rect: QRectF, label_width: float) -> None:
+        digit = 12
+        bar = QRectF(label_width + digit, rect.top() + 3, rect.width() - label_width - 2 * digit, rect.height() - 6)
         gradient = QLinearGradient(bar.topLeft(), bar.topRight())
         gradient.setColorAt(0, LOW_GATE)
         gradient.setColorAt(1, HIGH_GATE)
         painter.fillRect(bar, gradient)
         painter.setPen(self.palette().color(QPalette.WindowText))
         painter.drawRect(bar)
-        painter.drawText(QRectF(rect.left(), rect.top(), text_width - 4, rect.height()),
-                         Qt.AlignRight | Qt.AlignVCenter, "gate 0")
-        painter.drawText(QRectF(bar.right() + 4, rect.top(), text_width, rect.height()),
-                         Qt.AlignLeft | Qt.AlignVCenter, "1")
+        painter.drawText(QRectF(0, rect.top(), label_width - 4, rect.height()), Qt.AlignRight | Qt.AlignVCenter, "gate")
+        painter.drawText(QRectF(label_width, rect.top(), digit, rect.height()), Qt.AlignCenter, "0")
+        painter.drawText(QRectF(bar.right(), rect.top(), digit, rect.height()), Qt.AlignCenter, "1")
 
 
 class ExpertShares(_BlockExpertGrid):
@@ -127,10 +127,11 @@ class ExpertShares(_BlockExpertGrid):
         painter.setPen(Qt.white)
         painter.drawText(rect, Qt.AlignCenter, f"{value:.2f}")
 
-    def _paint_legend(self, painter: QPainter, rect: QRectF) -> None:
-        half = rect.width() / 2
-        for i, (colour, text) in enumerate(((SPATIAL, "spatial λs"), (SPECTRAL, "spectral λc"))):
-            left = rect.left() + i * half
+    def _paint_legend(self, painter: QPainter, rect: QRectF, label_width: float) -> None:
+        half = (rect.width() - label_width) / 2
+        for i, (colour, text) in enumerate(((SPATIAL, "spatial λs"), (SPECTRAL, "spectral λc = 1 − λs"))):
+            left = label_width + i * half
             painter.fillRect(QRectF(left, rect.top() + 3, 12, rect.height() - 6), colour)
             painter.setPen(self.palette().color(QPalette.WindowText))
-            painter.drawText(QRectF(left + 16, rect.top(), half - 16, rect.height()), Qt.AlignLeft | Qt.AlignVCenter, text)
+            painter.drawText(QRectF(left + 16, rect.top(), half - 16, rect.height()),
+                             Qt.AlignLeft | Qt.AlignVCenter, text)

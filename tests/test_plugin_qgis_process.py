@@ -1,0 +1,71 @@
+"""The plugin under qgis_process, as a user runs it from a shell: a throwaway HOME, the plugin found
+through QGIS_PLUGINPATH and enabled, torch from the project's venv, JSON results."""
+from __future__ import annotations
+
+import csv
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from osgeo import gdal
+
+from conftest import ROOT, smooth_cube, write_raster
+from damp_engine.checkpoint import save_checkpoint
+from damp_engine.model import DAMP, get_preset
+from plugin_support import qgis_env, run_json
+
+MODEL3 = ROOT / "resources" / "models" / "simulate_restore_evaluate.model3"
+WAVELENGTHS = np.linspace(400.0, 700.0, 31)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict[str, str]:
+    """The plugin linked as `make install-plugin` links it, found through QGIS_PLUGINPATH, enabled in the profile."""
+    base = tmp_path_factory.mktemp("qgis_process")
+    plugins = base / "plugins"
+    subprocess.run(["python3", str(ROOT / "scripts" / "package_plugin.py"), "link", str(plugins)], check=True,
+                   capture_output=True)
+    settings = base / "home" / ".local" / "share" / "QGIS" / "QGIS3" / "profiles" / "default" / "QGIS" / "QGIS3.ini"
+    settings.parent.mkdir(parents=True)
+    settings.write_text("[PythonPlugins]\ndamp_qgis=true\n")
+    return qgis_env(base / "home", QGIS_PLUGINPATH=str(plugins))
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("qp_data")
+
+
+@pytest.fixture(scope="module")
+def clean(folder) -> Path:
+    return write_raster(folder / "clean.tif", smooth_cube(31, 40, 40), wavelengths=WAVELENGTHS)
+
+
+@pytest.fixture(scope="module")
+def model(folder) -> Path:
+    torch.manual_seed(0)
+    return save_checkpoint(DAMP(get_preset("tiny")), folder / "tiny.safetensors", {"name": "qgis_process test"})
+
+
+def test_restore_with_only_input_and_output(env, clean, model, tmp_path):
+    """The README's command; the default model is found through the engine (here DAMP_MODEL)."""
+    out = tmp_path / "restored.tif"
+    result = run_json({**env, "DAMP_MODEL": str(model)}, "damp:restore", INPUT=clean, OUTPUT=out)
+    assert result["results"]["OUTPUT"] == str(out)
+    info = gdal.Info(str(out), format="json")
+    assert (len(info["bands"]), *info["size"]) == (31, 40, 40)
+    assert any("on cpu" in line for line in result["log"]["info"])
+
+
+def test_the_shipped_model3_runs_simulate_restore_evaluate(env, clean, model, tmp_path):
+    outputs = {"simulate:degraded": tmp_path / "degraded.tif", "restore:restored": tmp_path / "restored.tif",
+               "evaluate_degraded:scores_degraded": tmp_path / "before.csv",
+               "evaluate_restored:scores_restored": tmp_path / "after.csv"}
+    result = run_json(env, str(MODEL3), clean=clean, kind="gaussian_noise", parameters="sigma=30",
+                      model=model, **outputs)
+    assert result["results"] == {key: str(path) for key, path in outputs.items()}
+    with open(tmp_path / "before.csv", newline="") as fh:
+        (before,) = csv.DictReader(fh)
+    assert before["raster"] == str(tmp_path / "degraded.tif") and float(before["psnr"]) > 0
