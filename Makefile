@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 PIP := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
 export QT_QPA_PLATFORM ?= offscreen
 export PYTHONDONTWRITEBYTECODE := 1
@@ -21,11 +22,14 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml scripts/install-system
 demo: setup
 	@$(PY) -m damp_engine.demo
 
-test: setup
+# The tests also check the classical baselines of the benchmarks, so they install those too.
+test: setup $(BENCH_STAMP)
 	@$(PY) -m pytest -q -p no:cacheprovider tests
 
+# Speed and memory: the prompt on a 224-band 1000x1000 cube, then streaming restoration.
 bench: setup
 	@$(PY) bench/bench_prompt.py
+	@$(PY) bench/bench_restore.py
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info .pytest_cache
@@ -52,7 +56,6 @@ screenshot: setup
 	@$(PY) scripts/screenshot.py
 
 # --- Quality suite: DAMP vs classical baselines (benchmark-only packages, never shipped) ----
-BENCH_STAMP := $(VENV)/.bench-installed
 QUALITY_ARGS ?=
 
 $(BENCH_STAMP): $(STAMP) requirements-bench.txt constraints.txt

@@ -19,6 +19,7 @@ from .raster import RasterReader
 SAMPLE = Path(__file__).resolve().parent.parent / "resources" / "sample" / "enmap_potsdam_sample.tif"
 STRETCH = (2.0, 98.0)  # percentiles mapped to black and white in the quick-look
 GAP = 4                # pixels between the panels of the quick-look
+QUICKLOOK_ROWS = 300   # small rasters are enlarged (pixel-replicated) to about this height
 
 
 def true_colour(path: Path, bands: tuple[int, int, int]) -> np.ndarray:
@@ -52,9 +53,10 @@ def quicklook(path: Path, rasters: list[Path], bands: tuple[int, int, int]) -> P
     """Side-by-side true-colour PNG of `rasters`, all stretched with the first one's limits."""
     panels = [true_colour(p, bands) for p in rasters]
     limits = stretch_limits(panels[0])
-    rows = panels[0].shape[1]
-    gap = np.full((3, rows, GAP), 255, np.uint8)
-    pieces = [piece for panel in panels for piece in (to_bytes(panel, limits), gap)][:-1]
+    zoom = max(1, round(QUICKLOOK_ROWS / panels[0].shape[1]))
+    images = [to_bytes(panel, limits).repeat(zoom, axis=1).repeat(zoom, axis=2) for panel in panels]
+    gap = np.full((3, images[0].shape[1], GAP), 255, np.uint8)
+    pieces = [piece for image in images for piece in (image, gap)][:-1]
     return write_png(path, np.concatenate(pieces, axis=2))
 
 

@@ -50,6 +50,7 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     device: str = "auto"
     threads: int | None = None
+    prompt_samples: int = 256
     base_model: str | None = None
     extra: dict = field(default_factory=dict)
 
@@ -163,6 +164,18 @@ def prompt_statistics(scenes: list[Scene], bands: int, crop: int, count: int = 2
             "ranges": {"clean": ranges(clean_v), "degraded": ranges(degraded_v)}}
 
 
+LOG_HEADER = ["step", "loss", "aux", "lr", "samples_per_s", "elapsed_s"]
+
+
+def read_log(path: Path, up_to: int) -> list[list[str]]:
+    """Rows of an earlier CSV log up to step `up_to` (steps after the last checkpoint are redone)."""
+    if up_to == 0 or not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))[1:]
+    return [row for row in rows if row and int(row[0]) <= up_to]
+
+
 def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     return torch.sqrt((pred - target) ** 2 + eps * eps).mean()
 
@@ -249,7 +262,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[float], No
         f"{len(scenes)} rasters, device {device}")
 
     if not card:
-        stats = prompt_statistics(scenes, bands, cfg.crop)
+        stats = prompt_statistics(scenes, bands, cfg.crop, count=cfg.prompt_samples)
         net.set_prompt_normalisation(torch.tensor(stats["shift"]), torch.tensor(stats["scale"]))
         card = {"prompt_ranges": stats["ranges"]}
     net.train()
@@ -267,11 +280,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[float], No
         net.train()
 
     bar = ProgressLine(cfg.steps)
-    new_log = not log_path.exists() or step == 0
-    with open(log_path, "w" if new_log else "a", newline="") as fh:
+    kept_rows = read_log(log_path, up_to=step)
+    with open(log_path, "w", newline="") as fh:
         writer = csv.writer(fh)
-        if new_log:
-            writer.writerow(["step", "loss", "aux", "lr", "samples_per_s", "elapsed_s"])
+        writer.writerow(LOG_HEADER)
+        writer.writerows(kept_rows)
         t0 = last_ckpt = time.time()
         while step < cfg.steps:
             if cancelled and cancelled():
