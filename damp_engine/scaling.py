@@ -1,7 +1,10 @@
 """Robust global scaling of a raster to about [0, 1], the range the network and metrics expect.
 
-One factor for all bands keeps the spectral shape; the 99.9th percentile of a fixed grid of
-sample windows ignores a few hot pixels and is deterministic (no random sampling).
+One factor for all bands keeps the spectral shape. It is the 99.9th percentile of 3×3 local
+means over a fixed grid of sample windows: the percentile ignores a few hot pixels, the local
+mean keeps noise from inflating the factor (a noisy raster and its clean original get nearly the
+same factor, as in training, where the factor comes from the clean raster), and the fixed grid
+makes it deterministic.
 """
 from __future__ import annotations
 
@@ -23,14 +26,33 @@ def sample_grid(width: int, height: int, window: int = 16, count: int = 16) -> l
     return [(int(x), int(y), w, h) for y in ys for x in xs]
 
 
-def sample_values(reader: RasterReader) -> tuple[np.ndarray, np.ndarray]:
-    """Valid sample values (1-D) and the per-band count of valid samples, from the sample grid."""
-    values, counts = [], np.zeros(reader.info.bands, np.int64)
+def local_means(data: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """3×3 box means of each band inside a window, and whether all nine samples were valid."""
+    _, h, w = data.shape
+    if h < 3 or w < 3:
+        return data, valid
+    shifts = [(i, j) for i in range(3) for j in range(3)]
+    means = sum(data[:, i:h - 2 + i, j:w - 2 + j] for i, j in shifts) / 9.0
+    ok = np.logical_and.reduce([valid[:, i:h - 2 + i, j:w - 2 + j] for i, j in shifts])
+    return means, ok
+
+
+def sample_values(reader: RasterReader, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Valid 3×3 local means (1-D) over the sample grid, and each band's count of valid samples.
+
+    Bands flagged in `exclude` are counted but give no values (their data is known to be junk).
+    Where no 3×3 neighbourhood is entirely valid, the valid samples themselves are returned.
+    """
+    keep = np.ones(reader.info.bands, bool) if exclude is None else ~exclude
+    means, raw, counts = [], [], np.zeros(reader.info.bands, np.int64)
     for x0, y0, w, h in sample_grid(reader.info.width, reader.info.height):
         data, valid = reader.read(x0, y0, w, h)
-        values.append(data[valid])
         counts += valid.reshape(reader.info.bands, -1).sum(axis=1)
-    return np.concatenate(values), counts
+        local, ok = local_means(data[keep], valid[keep])
+        means.append(local[ok])
+        raw.append(data[keep][valid[keep]])
+    values = np.concatenate(means)
+    return (values if values.size else np.concatenate(raw)), counts
 
 
 @dataclass(frozen=True)
@@ -41,9 +63,12 @@ class Scaling:
     good_bands: np.ndarray
 
 
-def measure_scaling(reader: RasterReader) -> Scaling:
-    """The factor that maps the raster's values to about [0, 1], and which bands hold any data."""
-    values, counts = sample_values(reader)
+def measure_scaling(reader: RasterReader, exclude: np.ndarray | None = None) -> Scaling:
+    """The factor that maps the raster's values to about [0, 1], and which bands hold any data.
+
+    `exclude` flags bands left out of the factor (e.g. bands the user marked bad).
+    """
+    values, counts = sample_values(reader, exclude)
     if values.size == 0:
         raise DampInputError(f"{reader.info.path} has no valid pixels (everything is nodata or NaN); "
                              "check its nodata value or choose another raster.")

@@ -43,7 +43,7 @@ from .inference import Backoff, DeviceRunner, NetworkRunner, OutOfMemoryError
 from .prompt import METRIC_NAMES, METRIC_TITLES
 from .raster import RasterInfo, RasterReader, RasterWriter, check_output_path
 from .report import RestoreReport, RunStats, write_json_atomically
-from .scaling import PERCENTILE, Scaling, measure_scaling, sample_grid
+from .scaling import Scaling, measure_scaling
 from .tilegrid import TileGrid, Window
 
 MIN_TILE = 32          # smallest tile an out-of-memory back-off goes down to
@@ -78,20 +78,6 @@ def parse_bad_bands(bad_bands: Sequence[int] | None, bands: int) -> np.ndarray:
             raise DampInputError(f"Bad band {number} does not exist; the raster has bands 1 to {bands}.")
         bad[int(number) - 1] = True
     return bad
-
-
-def measure_scaling_without(reader: RasterReader, bad: np.ndarray) -> Scaling:
-    """`measure_scaling`, with the factor taken from the bands that are not bad (their values are junk)."""
-    scaling = measure_scaling(reader)
-    if not bad.any():
-        return scaling
-    samples = []
-    for window in sample_grid(reader.info.width, reader.info.height):
-        data, valid = reader.read(*window)
-        samples.append(data[~bad][valid[~bad]])
-    values = np.concatenate(samples)
-    top = float(np.percentile(values, PERCENTILE)) if values.size else 0.0
-    return replace(scaling, factor=top) if top > 0 else scaling
 
 
 def band_plan(scaling: Scaling, bad: np.ndarray) -> BandPlan:
@@ -416,7 +402,7 @@ def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch:
         _check_size(info, factor)
         mask_reader = _open_mask(mask, info, stack)
         bad = parse_bad_bands(bad_bands, info.bands)
-        scaling = measure_scaling_without(reader, bad)
+        scaling = measure_scaling(reader, exclude=bad)
         bands = band_plan(scaling, bad)
         multiple = net.preset.size_multiple
         align = multiple // math.gcd(multiple, factor)

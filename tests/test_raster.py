@@ -140,3 +140,28 @@ def test_output_equal_to_input_is_refused(sample_raster):
 def test_unknown_output_extension_is_refused(tmp_path, sample_raster):
     with pytest.raises(DampInputError, match=".tif"):
         check_output_path(tmp_path / "out.xyz", sample_raster)
+
+
+def test_scale_factor_is_robust_to_noise(tmp_path):
+    from damp_engine.scaling import measure_scaling
+
+    clean = smooth_cube(31, 64, 64)
+    noisy = clean + np.random.default_rng(0).normal(0, 50 / 255, clean.shape).astype(np.float32)
+    factors = []
+    for name, cube in (("clean.tif", clean), ("noisy.tif", noisy)):
+        with RasterReader(write_raster(tmp_path / name, cube)) as reader:
+            factors.append(measure_scaling(reader).factor)
+    assert factors[1] / factors[0] < 1.15, "noise must not inflate the factor much"
+
+
+def test_excluded_bands_do_not_set_the_factor(tmp_path):
+    from damp_engine.scaling import measure_scaling
+
+    cube = smooth_cube(5, 32, 32)
+    cube[2] = 1000.0
+    with RasterReader(write_raster(tmp_path / "junk.tif", cube)) as reader:
+        plain = measure_scaling(reader).factor
+        bad = np.zeros(5, bool)
+        bad[2] = True
+        cleaned = measure_scaling(reader, exclude=bad)
+    assert plain == pytest.approx(1000.0) and cleaned.factor < 1.0 and cleaned.good_bands.all()
