@@ -21,9 +21,9 @@ RANDOM_KINDS = [k for k in KINDS if k not in DETERMINISTIC]
 @pytest.fixture(scope="module")
 def cube() -> np.ndarray:
     """A real 31×64×64 CAVE crop in [0, 1]."""
-    gdal = pytest.importorskip("osgeo.gdal")
+    from osgeo import gdal
     if not CAVE.exists():
-        pytest.skip(f"test data not found: {CAVE}")
+        pytest.fail(f"test data not found: {CAVE}" + " (the tests read ../shared/data/hsi beside the checkout)")
     return gdal.Open(str(CAVE)).ReadAsArray(200, 200, 64, 64).astype(np.float32) / 65535
 
 

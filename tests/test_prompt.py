@@ -28,10 +28,10 @@ CROP = 128
 
 def read_scene(name: str) -> torch.Tensor:
     """A real test scene in [0, 1], (C, H, W) float32: a centre crop of CAVE, or Samson whole."""
-    gdal = pytest.importorskip("osgeo.gdal")
+    from osgeo import gdal
     path = TEST_SCENES / f"{name}.tif"
     if not path.exists():
-        pytest.skip(f"test scene {path} is not available")
+        pytest.fail(f"test scene {path} is not available" + " (the tests read ../shared/data/hsi beside the checkout)")
     dataset = gdal.Open(str(path))
     if name.startswith("cave_"):
         offset = (dataset.RasterXSize - CROP) // 2
