@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import platform
@@ -34,6 +33,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from bench.baselines import baselines_for
 from damp_engine.checkpoint import load_model
 from damp_engine.evaluation import TASKS, Case, mean_scores, run_suite, score, summarise
+from damp_engine.train import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SCENES = ROOT.parent / "shared" / "data" / "hsi" / "test"
@@ -87,14 +87,6 @@ def summarise_with_baselines(rows: list[dict]) -> list[dict]:
 def cell(scores: dict[str, float]) -> str:
     """"PSNR / SSIM / SAM" of a score dict."""
     return f"{scores['psnr']:.2f} / {scores['ssim']:.3f} / {scores['sam']:.2f}"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def machine() -> str:

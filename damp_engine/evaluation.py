@@ -38,7 +38,7 @@ from .checkpoint import LoadedModel, load_model
 from .degrade import ZERO_SHOT_KINDS, Degradation, degrade
 from .errors import DampInputError
 from .quality import evaluate, psnr
-from .raster import RasterReader
+from .raster import RASTER_SUFFIXES, RasterReader
 from .scaling import measure_scaling
 from .scene import fill_invalid
 
@@ -46,7 +46,6 @@ TILE = 256
 HALO = 32
 MIN_READ = 64  # smallest read window: the degradation prompt needs some pixels
 MIN_CROP = 32  # a 15-pixel blur kernel and the 7-pixel SSIM window need room
-RASTER_SUFFIXES = {".tif", ".tiff", ".bsq", ".bil", ".bip", ".img", ".dat", ".vrt"}
 DEFAULT_SCENES = (Path(__file__).resolve().parent.parent / "resources" / "sample" / "enmap_potsdam_sample.tif",)
 
 

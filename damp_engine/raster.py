@@ -27,6 +27,7 @@ _UNIT_TO_NM = {
     "micrometre": 1000.0, "micrometres": 1000.0, "micron": 1000.0, "microns": 1000.0,
     "mm": 1.0e6, "millimeter": 1.0e6, "millimeters": 1.0e6,
 }
+RASTER_SUFFIXES = {".tif", ".tiff", ".bsq", ".bil", ".bip", ".img", ".dat", ".vrt"}  # files read as rasters
 _GTIFF_EXT = {".tif", ".tiff"}
 _ENVI_EXT = {".bsq": "BSQ", ".bil": "BIL", ".bip": "BIP", ".img": "BSQ", ".dat": "BSQ", ".envi": "BSQ"}
 _NUMPY_TO_GDAL = {

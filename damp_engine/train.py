@@ -26,11 +26,10 @@ from .checkpoint import load_model, resolve_device, save_checkpoint
 from .degrade import degrade, sample_training_degradation
 from .errors import DampCancelled, DampInputError
 from .model import DAMP, get_preset
-from .raster import RasterReader
+from .raster import RASTER_SUFFIXES, RasterReader
 from .scaling import measure_scaling
 
 AUX_WEIGHT = 0.01
-RASTER_SUFFIXES = {".tif", ".tiff", ".bsq", ".bil", ".bip", ".img", ".dat", ".vrt"}
 
 
 @dataclass

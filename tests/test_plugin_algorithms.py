@@ -35,15 +35,6 @@ WAVELENGTHS = np.linspace(400.0, 700.0, BANDS)
 GEOTRANSFORM = (500000.0, 30.0, 0.0, 5800000.0, 0.0, -30.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The rasters are tiny: one torch thread beats two that contend with other work."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def processing(qgis_app):
     """processing.run with the DAMP provider registered the way QGIS does it (classFactory + initProcessing)."""

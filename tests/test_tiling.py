@@ -24,15 +24,6 @@ from damp_engine.tiling import (OutputFormat, prompt_map_raster, restore_raster,
 WAVELENGTHS = list(np.linspace(420.0, 980.0, 31).round(2))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the test machine's cores are shared, and oversubscription is far slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """The bundled model if it exists, else a random-init tiny model saved and loaded like one."""
