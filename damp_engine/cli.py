@@ -12,6 +12,7 @@ from typing import Callable
 from .errors import DampCancelled, DampInputError
 
 EPILOG = "Run 'damp COMMAND --help' for a command's options and an example."
+GDAL_CACHE_MB = 64  # streaming needs few cached blocks; GDAL's default (5 % of RAM) grows with the raster
 
 
 def _print_table(rows: dict, fmt: str = "{:>10.4f}") -> None:
@@ -84,7 +85,18 @@ def _bad_bands(text: str | None) -> list[int] | None:
         raise DampInputError(f"--bad-bands takes 1-based band numbers separated by commas, e.g. 1,2,3; not '{text}'.") from None
 
 
+def _bound_gdal_cache() -> None:
+    """Cap GDAL's block cache for a streaming run unless the user set GDAL_CACHEMAX."""
+    import os
+
+    from osgeo import gdal
+
+    if "GDAL_CACHEMAX" not in os.environ:
+        gdal.SetCacheMax(GDAL_CACHE_MB * 1024 * 1024)
+
+
 def _tiling_options(args: argparse.Namespace) -> dict:
+    _bound_gdal_cache()
     return {"model": args.model, "tile": args.tile, "halo": args.halo, "batch": args.batch, "device": args.device,
             "report": args.report, "progress": ProgressBar() if sys.stderr.isatty() else None}
 

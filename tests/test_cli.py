@@ -120,3 +120,20 @@ def test_console_script_help_has_an_example():
     result = subprocess.run([sys.executable, "-m", "damp_engine.cli", "degrade", "--help"],
                             capture_output=True, text=True, check=True)
     assert "example:" in result.stdout and "damp degrade" in result.stdout
+
+
+def test_restore_writes_a_georeferenced_raster_and_report(capsys, tmp_path, sample_raster):
+    out, report = tmp_path / "restored.tif", tmp_path / "report.json"
+    code, stdout, _ = run(capsys, "restore", sample_raster, out, "--tile", "64", "--report", report)
+    info, src = open_raster(out), open_raster(sample_raster)
+    assert code == 0 and "damp_tiny" in stdout
+    assert info.shape == src.shape and info.geotransform == src.geotransform and info.dtype == "int16"
+    assert json.loads(report.read_text())["tiles"] == 2
+
+
+def test_upscale_doubles_the_grid(capsys, tmp_path, sample_raster):
+    out = tmp_path / "x2.tif"
+    code, _, _ = run(capsys, "upscale", sample_raster, out, "--factor", "2", "--tile", "128")
+    info, src = open_raster(out), open_raster(sample_raster)
+    assert code == 0 and (info.width, info.height) == (2 * src.width, 2 * src.height)
+    assert info.geotransform[1] == src.geotransform[1] / 2
