@@ -27,7 +27,7 @@ from .model import DAMP, Preset
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "resources" / "models" / "damp_tiny.safetensors"
 MODEL_ENV = "DAMP_MODEL"
 CARD_FORMAT = "damp-model"
-CARD_VERSION = 1
+CARD_VERSION = 2  # 2: the prompt-gated skip (SkipGate) joined the network
 
 
 def default_model_path() -> Path:

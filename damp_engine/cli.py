@@ -145,7 +145,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     cfg = TrainConfig(data=args.data, out=args.out, preset=args.preset, steps=args.steps, batch=args.batch,
                       crop=args.crop, lr=args.lr, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes,
-                      device=args.device, threads=args.threads)
+                      device=args.device, threads=args.threads, base_model=args.init_from)
     train(cfg, resume=args.resume)
 
 
@@ -201,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
     p.add_argument("--resume", action="store_true", help="continue from --out and its optimiser state if present")
+    p.add_argument("--init-from", default=None, metavar="MODEL",
+                   help="start from these weights (*.safetensors) with a fresh optimiser and schedule")
 
     def tiling_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", default=None, help="model weights (*.safetensors; default: the bundled model)")

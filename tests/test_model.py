@@ -74,6 +74,23 @@ def test_experts_start_with_spread_spatial_shares(tiny):
     assert "decoders.0.0.moe.shared.alpha" not in tiny.state_dict()  # fixed, not learned
 
 
+def test_skip_gate_starts_open_and_follows_the_prompt():
+    torch.manual_seed(3)
+    net = DAMP(get_preset("tiny")).eval()
+    x, prompts = cube(2), torch.rand(2, 6)
+    with torch.no_grad():
+        gate = net.skip_gate(net._embed(x, prompts))
+        assert gate.shape == (2, 31, 1, 1)
+        torch.testing.assert_close(gate, torch.full_like(gate, torch.sigmoid(torch.tensor(3.0)).item()))
+        net.skip_gate.linear.weight.normal_()
+        net.output.weight.zero_()
+        net.output.bias.zero_()
+        gate = net.skip_gate(net._embed(x, prompts))
+        y = net(x, prompts)
+    assert not torch.equal(gate[0], gate[1])  # two prompts, two gates
+    torch.testing.assert_close(y, gate * x)  # y = net(x) + g(e) ⊙ x, and net(x) = 0 here
+
+
 def test_training_gives_aux_loss_and_gradients_to_router_and_experts():
     torch.manual_seed(1)
     net = DAMP(get_preset("tiny")).train()

@@ -51,6 +51,25 @@ class PromptEmbedding(nn.Module):
         return self.body(prompt)
 
 
+class SkipGate(nn.Module):
+    """Per-band share of the input the output keeps, from the prompt embedding: (B, emb) -> (B, C, 1, 1).
+
+    sigmoid(Linear(e)), starting near 1 (bias 3): a blurred or band-less input mostly passes
+    through, a noisy one can be let go of quickly. With a fixed identity skip the network has
+    to learn to cancel its whole noisy input before it can denoise, which takes far more steps
+    than a CPU budget allows.
+    """
+
+    def __init__(self, emb: int, bands: int, open_bias: float = 3.0) -> None:
+        super().__init__()
+        self.linear = nn.Linear(emb, bands)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.constant_(self.linear.bias, open_bias)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.linear(e))[:, :, None, None]
+
+
 class DAMP(nn.Module):
     """Degradation-aware metric prompting network (DESIGN §4).
 
@@ -64,7 +83,8 @@ class DAMP(nn.Module):
              ``dp_shift`` / ``dp_scale`` buffers (saved with the weights) and embedded into
              e (B, emb), which drives every DAMoE router.
 
-    Returns y (B, C, H, W) = net(x) + x. Flags append to a tuple, in this order:
+    Returns y (B, C, H, W) = net(x) + g(e) ⊙ x, where g is the prompt-gated skip (``SkipGate``,
+    one share per band). Flags append to a tuple, in this order:
     ``return_trace`` adds a ``RoutingTrace`` (detached), ``return_aux`` adds the load-balancing
     loss, a scalar summed over all DAMoE blocks (the trainer weights it, 0.01). So the result
     is ``y``, ``(y, trace)``, ``(y, aux)`` or ``(y, trace, aux)``.
@@ -104,6 +124,7 @@ class DAMP(nn.Module):
 
         self.refine = encoder_stage(p.refine_blocks, p.dim, p.heads[0], p.window, p.ffn_expansion)
         self.output = nn.Conv2d(p.dim, p.bands, 3, padding=1)
+        self.skip_gate = SkipGate(p.emb, p.bands)
 
     @torch.no_grad()
     def set_prompt_normalisation(self, shift: Sequence[float] | torch.Tensor,
@@ -170,7 +191,7 @@ class DAMP(nn.Module):
                 feats, block_gates, block_aux = block(feats, e)
                 gates.append(block_gates)
                 aux = aux + block_aux
-        y = self.output(self.refine(feats))[..., :h, :w] + x
+        y = self.output(self.refine(feats))[..., :h, :w] + self.skip_gate(e) * x
 
         result: tuple[Any, ...] = (y,)
         if return_trace:
