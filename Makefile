@@ -56,12 +56,12 @@ screenshot: setup
 	@$(PY) scripts/screenshot.py
 
 # --- Quality suite: DAMP vs classical baselines (benchmark-only packages, never shipped) ----
-QUALITY_ARGS ?=
+QUALITY_ARGS ?= --crop 128
 
 $(BENCH_STAMP): $(STAMP) requirements-bench.txt constraints.txt
 	@$(PIP) -r requirements-bench.txt
 	@touch $@
 
-# Options go in QUALITY_ARGS, e.g. make bench-quality QUALITY_ARGS="--crop 128 --bm4d".
+# Options go in QUALITY_ARGS (default: 128-pixel centre crops), e.g. make bench-quality QUALITY_ARGS="--crop 256 --bm4d".
 bench-quality: $(BENCH_STAMP)
 	@$(PY) -m bench.quality_suite $(QUALITY_ARGS)
