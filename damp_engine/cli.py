@@ -98,7 +98,8 @@ def _bound_gdal_cache() -> None:
 def _tiling_options(args: argparse.Namespace) -> dict:
     _bound_gdal_cache()
     return {"model": args.model, "tile": args.tile, "halo": args.halo, "batch": args.batch, "device": args.device,
-            "report": args.report, "progress": ProgressBar() if sys.stderr.isatty() else None}
+            "report": args.report, "prompt_scope": "tile" if args.tile_prompts else "scene",
+            "progress": ProgressBar() if sys.stderr.isatty() else None}
 
 
 class ProgressBar:
@@ -211,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--batch", type=int, default=4, help="tiles per forward pass (default 4)")
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto (CUDA if present)")
         p.add_argument("--report", default=None, help="write a JSON report (prompt, routing, timings) here")
+        p.add_argument("--tile-prompts", action="store_true",
+                       help="route each tile by its own degradation prompt (default: the scene's, seamless)")
 
     p = add("restore", cmd_restore, "Restore a hyperspectral raster of any size and band count, tile by tile.",
             "damp restore noisy.tif restored.tif --report report.json --routing-map routing.tif")

@@ -152,20 +152,29 @@ def restore(model: LoadedModel, cube: np.ndarray, tile: int = TILE, halo: int = 
     """Restore a (C, H, W) cube tile by tile (any C ≥ 3) in float32 and return it as numpy.
 
     Read windows follow `damp_engine.tilegrid` (aligned to the network's size multiple, at least
-    ``halo`` pixels of context where the image has any); only each tile's centre is kept.
+    ``halo`` pixels of context where the image has any); only each tile's centre is kept. Every
+    tile is routed by the scene's prompt, as `damp restore` does by default.
     """
-    from .spectral import restore_cube
+    from .spectral import restore_cube, view_prompts
     from .tilegrid import TileGrid
 
     _, h, w = cube.shape
     grid = TileGrid(w, h, halo=halo, align=model.net.preset.size_multiple, min_read=MIN_READ)
-    out = np.empty_like(cube, dtype=np.float32)
-    for win in grid.windows(tile):
-        window = np.ascontiguousarray(cube[None, :, win.ry:win.ry + win.rh, win.rx:win.rx + win.rw])
-        with torch.inference_mode():
-            restored = restore_cube(model.net, torch.from_numpy(window).to(model.device))
-        rows, cols = win.crop()
-        out[:, win.y0:win.y0 + win.h, win.x0:win.x0 + win.w] = restored[0, :, rows, cols].float().cpu().numpy()
+    windows = list(grid.windows(tile))
+
+    def read(win) -> torch.Tensor:
+        window = cube[None, :, win.ry:win.ry + win.rh, win.rx:win.rx + win.rw]
+        return torch.from_numpy(np.ascontiguousarray(window)).to(model.device)
+
+    bands = model.net.preset.bands
+    with torch.inference_mode():
+        scene = torch.stack([view_prompts(read(win), bands)[0] for win in grid.prompt_windows()])
+        prompts = scene.median(dim=0).values[None]
+        out = np.empty_like(cube, dtype=np.float32)
+        for win in windows:
+            restored = restore_cube(model.net, read(win), prompts=prompts)
+            rows, cols = win.crop()
+            out[:, win.y0:win.y0 + win.h, win.x0:win.x0 + win.w] = restored[0, :, rows, cols].float().cpu().numpy()
     return out
 
 

@@ -19,7 +19,7 @@ import torch
 from .checkpoint import LoadedModel
 from .errors import DampInputError
 from .prompt import compute_prompt
-from .spectral import restore_cube
+from .spectral import restore_cube, view_prompts
 
 OutOfMemoryError = torch.cuda.OutOfMemoryError
 
@@ -48,6 +48,10 @@ class DeviceRunner:
         """(B, 6) degradation prompt of each tile (all its bands), on the device."""
         return compute_prompt(x).values
 
+    def view_prompts(self, x: torch.Tensor, model_bands: int) -> torch.Tensor:
+        """(B, V, 6) prompt of each network view of each tile (`damp_engine.spectral.view_prompts`)."""
+        return view_prompts(x, model_bands)
+
     def release_memory(self) -> None:
         """Return cached GPU memory after an out-of-memory error (no-op on the CPU)."""
         if self.device.type == "cuda":
@@ -67,19 +71,15 @@ class NetworkRunner(DeviceRunner):
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
-    def restore(self, x: torch.Tensor, prompt: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def restore(self, x: torch.Tensor, prompts: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray]:
         """(restored (B, C, H, W) float32, gates (B, n_blocks, E) float32) for a batch on the device.
 
-        With the network's own band count, `prompt` (the tiles' prompts, (B, 6)) is passed on
-        so that it is not computed twice. Any other band count C >= 3 goes through spectral
-        windowing (`damp_engine.spectral.restore_cube`), where the network computes the prompt
-        of each spectral window it sees.
+        Any C >= 3 goes through `damp_engine.spectral.restore_cube`; `prompts` (B, V, 6) are the
+        prompts that route each network view (the scene's, or the tile's own), None to let each
+        view route by its own.
         """
         with torch.inference_mode(), self._autocast():
-            if x.shape[1] == self.net.preset.bands:
-                restored, trace = self.net(x, prompt=prompt, return_trace=True)
-            else:
-                restored, trace = restore_cube(self.net, x, return_trace=True)
+            restored, trace = restore_cube(self.net, x, return_trace=True, prompts=prompts)
         return restored.float().cpu().numpy(), trace.gates.float().cpu().numpy()
 
 

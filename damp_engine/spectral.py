@@ -9,7 +9,7 @@ With C_m the network's band count and C the cube's:
   identity.
 * C > C_m: windows of C_m consecutive bands slide along the spectrum with a stride of about
   C_m / 2, the last one aligned with the last band. Each window is restored on its own (the
-  network computes the degradation prompt of the window it sees; all windows go through the
+  degradation prompt is that of the window the network sees; all windows go through the
   network as one batch). Overlapping outputs are blended with weights that taper towards the
   window edges, ``floor + (1 - floor)·sin²(π(j + ½)/C_m)`` for band j of the window, and
   normalised by the summed weights; the floor keeps every band's weight positive, so the
@@ -23,6 +23,7 @@ import torch
 
 from .errors import DampInputError
 from .model import DAMP, RoutingTrace
+from .prompt import compute_prompt
 
 MIN_BANDS = 3
 EDGE_WEIGHT = 0.05  # blending weight floor at the edge of a spectral window
@@ -57,31 +58,57 @@ def _apply_bands(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("mc,bchw->bmhw", matrix.to(device=x.device, dtype=x.dtype), x)
 
 
-def restore_cube(net: DAMP, x: torch.Tensor,
-                 return_trace: bool = False) -> torch.Tensor | tuple[torch.Tensor, RoutingTrace]:
-    """Restore (B, C, H, W) with any C >= 3 -> (B, C, H, W) [, RoutingTrace].
-
-    The trace of a windowed cube averages the gates over its windows (per sample).
-    """
+def _check_cube(x: torch.Tensor) -> None:
     if x.ndim != 4:
         raise DampInputError(f"Expected a (batch, bands, rows, cols) cube, got shape {tuple(x.shape)}.")
-    bands, model_bands = x.shape[1], net.preset.bands
-    if bands < MIN_BANDS:
+    if x.shape[1] < MIN_BANDS:
         raise DampInputError(
-            f"The raster has {bands} band(s); DAMP restores hyperspectral cubes of at least {MIN_BANDS} bands.")
+            f"The raster has {x.shape[1]} band(s); DAMP restores hyperspectral cubes of at least {MIN_BANDS} bands.")
+
+
+def network_views(x: torch.Tensor, model_bands: int) -> torch.Tensor:
+    """What the network sees of a (B, C, H, W) cube: (V·B, C_m, H, W), view-major.
+
+    V = 1 for C <= C_m (the cube itself, or resampled up to C_m bands), else one view per
+    spectral window (`window_starts`).
+    """
+    _check_cube(x)
+    bands = x.shape[1]
     if bands == model_bands:
-        return net(x, return_trace=return_trace)
+        return x
     if bands < model_bands:
-        up = band_interpolation(bands, model_bands)
-        result = net(_apply_bands(up, x), return_trace=return_trace)
-        restored = result[0] if return_trace else result
-        back = _apply_bands(torch.linalg.pinv(up), restored)
+        return _apply_bands(band_interpolation(bands, model_bands), x)
+    return torch.cat([x[:, s:s + model_bands] for s in window_starts(bands, model_bands)])
+
+
+def view_prompts(x: torch.Tensor, model_bands: int) -> torch.Tensor:
+    """(B, V, 6) degradation prompt of each of a cube's network views (see `network_views`)."""
+    values = compute_prompt(network_views(x, model_bands)).values
+    return values.unflatten(0, (-1, x.shape[0])).transpose(0, 1)
+
+
+def restore_cube(net: DAMP, x: torch.Tensor, return_trace: bool = False,
+                 prompts: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, RoutingTrace]:
+    """Restore (B, C, H, W) with any C >= 3 -> (B, C, H, W) [, RoutingTrace].
+
+    prompts: (B, V, 6) raw prompts of the network views (`view_prompts` of this cube, or of the
+    scene it is a tile of), or None to use each view's own. The trace of a windowed cube
+    averages the gates over its windows (per sample).
+    """
+    _check_cube(x)
+    bands, model_bands = x.shape[1], net.preset.bands
+    views = network_views(x, model_bands)
+    prompt = None if prompts is None else prompts.transpose(0, 1).flatten(0, 1)
+    result = net(views, prompt=prompt, return_trace=return_trace)
+    if bands == model_bands:
+        return result
+    restored = result[0] if return_trace else result
+    if bands < model_bands:
+        back = _apply_bands(torch.linalg.pinv(band_interpolation(bands, model_bands)), restored)
         return (back, result[1]) if return_trace else back
 
     starts = window_starts(bands, model_bands)
-    windows = torch.cat([x[:, s:s + model_bands] for s in starts])  # (n·B, C_m, H, W), window-major
-    result = net(windows, return_trace=return_trace)
-    restored = (result[0] if return_trace else result).unflatten(0, (len(starts), x.shape[0]))
+    restored = restored.unflatten(0, (len(starts), x.shape[0]))
     weights = window_weights(model_bands).to(device=x.device, dtype=x.dtype)
     blended = x.new_zeros(x.shape)
     total = x.new_zeros(bands)

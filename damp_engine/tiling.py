@@ -13,8 +13,13 @@ computed once, from the tile whose centre it lies in. Blending would average eac
 pixel from two tiles, each with less context there than a centre crop has, and would need a
 buffer of overlap rows as wide as the raster. What can differ between tiles is what the network
 pools over its whole input: the degradation prompt and the global averages of the routers and
-the channel attention. They are computed per tile, on the tile and its halo, as in training (one
-prompt per patch), so routing follows the scene where the degradation varies across it.
+the channel attention. The pools and each tile's own prompt (for the prompt map and the report)
+are computed on the tile and its halo. What routes the network is, by default, the scene's
+prompt: the median, over up to 16 tiles of 256 pixels spread over the raster (whatever the run's
+tile size), of the prompt of each view the network sees (each spectral window), so every tile is
+restored under one reading of the degradation and tiles join without seams.
+``prompt_scope="tile"`` routes each tile by its own prompt instead (as in training: one prompt
+per patch), for scenes whose degradation varies across them.
 
 Gaps and lost bands follow the training tasks. Nodata samples of a pixel that has data in
 other bands, and every band of the non-zero pixels of an optional mask raster, are 0 in the
@@ -50,6 +55,7 @@ MIN_TILE = 32          # smallest tile an out-of-memory back-off goes down to
 MIN_PROMPT_SIZE = 8    # the degradation prompt needs at least 8 x 8 pixels
 ROUTING_NODATA = 0
 LOOKAHEAD = 64         # queued tiles searched for batch mates of the same shape
+PROMPT_SCOPES = ("scene", "tile")
 
 Progress = Callable[[float], None] | None
 Cancelled = Callable[[], bool] | None
@@ -242,6 +248,24 @@ class TiledRun:
         self.reader, self.mask, self.scaling, self.bands = reader, mask, scaling, bands
         self.factor, self.grid, self.outputs, self.runner = factor, grid, outputs, runner
         self.backoff, self.stats, self.blocks = backoff, stats, blocks
+        self.scene_prompt: torch.Tensor | None = None
+
+    def measure_scene_prompt(self, cancelled: Cancelled) -> int:
+        """Route every tile by the scene's prompt (see the module docstring); returns the tiles sampled.
+
+        The prompt of each network view is measured on the non-empty tiles of
+        `TileGrid.prompt_windows` and the median taken per view and metric.
+        """
+        prompts = []
+        for window in self.grid.prompt_windows(self.factor):
+            tile = self._read(window, cancelled)
+            if not tile.empty:
+                with self.stats.timed("prompt"):
+                    x = self.runner.upload(tile.x[None])
+                    prompts.append(self.runner.view_prompts(x, self.runner.net.preset.bands)[0])
+        if prompts:
+            self.scene_prompt = torch.stack(prompts).median(dim=0).values
+        return len(prompts)
 
     def run(self, progress: Progress, cancelled: Cancelled) -> None:
         """Process every tile; an out-of-memory error re-queues the batch with a smaller batch or tile."""
@@ -309,8 +333,15 @@ class TiledRun:
         if not isinstance(self.runner, NetworkRunner):
             return [(p, None, None) for p in values]
         with self.stats.timed("network"):
-            restored, gates = self.runner.restore(batch, prompts)
+            restored, gates = self.runner.restore(batch, self._routing_prompts(batch, prompts))
         return list(zip(values, restored, gates))
+
+    def _routing_prompts(self, batch: torch.Tensor, tile_prompts: torch.Tensor) -> torch.Tensor | None:
+        """(B, V, 6) prompts that route the batch's network views: the scene's, else the tiles' own
+        (a tile's whole-cube prompt is its only view's when it has the network's band count)."""
+        if self.scene_prompt is not None:
+            return self.scene_prompt.expand(batch.shape[0], -1, -1)
+        return tile_prompts[:, None] if batch.shape[1] == self.runner.net.preset.bands else None
 
     def _write(self, tile: ReadTile, prompt, restored, gates) -> None:
         window = tile.window
@@ -344,13 +375,15 @@ def _resolve_model(model: ModelArg, device: str) -> LoadedModel:
     return model if isinstance(model, LoadedModel) else load_model(model, device=device)
 
 
-def _check_settings(tile: int, halo: int, batch: int) -> None:
+def _check_settings(tile: int, halo: int, batch: int, prompt_scope: str = "scene") -> None:
     if tile < MIN_TILE:
         raise DampInputError(f"The tile size must be at least {MIN_TILE} pixels, not {tile}.")
     if halo < 0:
         raise DampInputError(f"The halo cannot be negative ({halo}); 32 pixels is a good default.")
     if batch < 1:
         raise DampInputError(f"The batch must be at least 1 tile, not {batch}.")
+    if prompt_scope not in PROMPT_SCOPES:
+        raise DampInputError(f"The prompt scope must be one of {', '.join(PROMPT_SCOPES)}, not {prompt_scope!r}.")
 
 
 def _check_size(info: RasterInfo, factor: int) -> None:
@@ -388,10 +421,10 @@ def _open_mask(mask: str | os.PathLike | None, info: RasterInfo, stack: ExitStac
 
 
 def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch: int, device: str,
-         mask=None, bad_bands=None, report=None, routing_map=None, prompt_map=None,
+         mask=None, bad_bands=None, report=None, routing_map=None, prompt_map=None, prompt_scope: str = "scene",
          progress: Progress = None, cancelled: Cancelled = None, log: Log = None) -> RestoreReport:
     """The shared body of restore_raster, upscale_raster and routing_raster."""
-    _check_settings(tile, halo, batch)
+    _check_settings(tile, halo, batch, prompt_scope)
     paths, report_path = _check_outputs(src, mask, (dst, routing_map, prompt_map), report)
     loaded = _resolve_model(model, device)
     net = loaded.net
@@ -413,8 +446,13 @@ def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch:
         if log is not None:
             log(f"Restoring {info.width} x {info.height} px, {int(bands.net.sum())} of {info.bands} bands, "
                 f"on {loaded.device} with {loaded.name}; scale factor {scaling.factor:g}.")
-        TiledRun(reader, mask_reader, scaling, bands, factor, grid, outputs, NetworkRunner(loaded),
-                 backoff, stats, len(net.block_names)).run(progress, cancelled)
+        run = TiledRun(reader, mask_reader, scaling, bands, factor, grid, outputs, NetworkRunner(loaded),
+                       backoff, stats, len(net.block_names))
+        if prompt_scope == "scene":
+            sampled = run.measure_scene_prompt(cancelled)
+            if log is not None and sampled:
+                log(f"Routing every tile by the scene's degradation prompt (median of {sampled} tiles).")
+        run.run(progress, cancelled)
     result = _build_report(stats, loaded, info, factor, backoff, halo, scaling, paths, report_path)
     if report_path is not None:
         write_json_atomically(report_path, result.to_dict())
@@ -445,7 +483,8 @@ def restore_raster(src: str | os.PathLike, dst: str | os.PathLike, *, model: Mod
                    halo: int = 32, batch: int = 4, device: str = "auto", mask: str | os.PathLike | None = None,
                    bad_bands: Sequence[int] | None = None, report: str | os.PathLike | None = None,
                    routing_map: str | os.PathLike | None = None, prompt_map: str | os.PathLike | None = None,
-                   progress: Progress = None, cancelled: Cancelled = None, log: Log = None) -> RestoreReport:
+                   prompt_scope: str = "scene", progress: Progress = None, cancelled: Cancelled = None,
+                   log: Log = None) -> RestoreReport:
     """Restore a hyperspectral raster tile by tile and write it to `dst` (GeoTIFF or ENVI).
 
     model:        None (the bundled model), a .safetensors path, or a LoadedModel (used as is,
@@ -458,6 +497,7 @@ def restore_raster(src: str | os.PathLike, dst: str | os.PathLike, *, model: Mod
     report:       path of a JSON copy of the returned report.
     routing_map:  raster of each tile's dominant expert per decoder DAMoE block (1..E, 0 = none).
     prompt_map:   six-band raster of each tile's degradation prompt.
+    prompt_scope: "scene" (default): every tile is routed by the scene's prompt; "tile": by its own.
     progress:     called with the fraction done after every tile.
     cancelled:    polled between batches; returning True raises DampCancelled and writes nothing.
     log:          called with one-line messages (settings, out-of-memory back-offs).
@@ -468,7 +508,7 @@ def restore_raster(src: str | os.PathLike, dst: str | os.PathLike, *, model: Mod
     """
     return _run(src, dst, factor=1, model=model, tile=tile, halo=halo, batch=batch, device=device, mask=mask,
                 bad_bands=bad_bands, report=report, routing_map=routing_map, prompt_map=prompt_map,
-                progress=progress, cancelled=cancelled, log=log)
+                prompt_scope=prompt_scope, progress=progress, cancelled=cancelled, log=log)
 
 
 def upscale_raster(src: str | os.PathLike, dst: str | os.PathLike, factor: int, **options) -> RestoreReport:
@@ -485,11 +525,11 @@ def upscale_raster(src: str | os.PathLike, dst: str | os.PathLike, factor: int, 
 
 
 def routing_raster(src: str | os.PathLike, dst: str | os.PathLike, *, model: ModelArg = None, tile: int = 256,
-                   halo: int = 32, device: str = "auto", progress: Progress = None, cancelled: Cancelled = None,
-                   log: Log = None) -> RestoreReport:
+                   halo: int = 32, device: str = "auto", prompt_scope: str = "scene", progress: Progress = None,
+                   cancelled: Cancelled = None, log: Log = None) -> RestoreReport:
     """Run the network over the raster and write only the routing map (one band per decoder DAMoE block)."""
     return _run(src, None, factor=1, model=model, tile=tile, halo=halo, batch=4, device=device,
-                routing_map=dst, progress=progress, cancelled=cancelled, log=log)
+                routing_map=dst, prompt_scope=prompt_scope, progress=progress, cancelled=cancelled, log=log)
 
 
 def prompt_map_raster(src: str | os.PathLike, dst: str | os.PathLike, *, tile: int = 256,

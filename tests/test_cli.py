@@ -131,6 +131,14 @@ def test_restore_writes_a_georeferenced_raster_and_report(capsys, tmp_path, samp
     assert json.loads(report.read_text())["tiles"] == 2
 
 
+def test_restore_with_tile_prompts_routes_each_tile_by_its_own(capsys, tmp_path, sample_raster):
+    scene, own = tmp_path / "scene.tif", tmp_path / "own.tif"
+    assert run(capsys, "restore", sample_raster, scene, "--tile", "32")[0] == 0
+    assert run(capsys, "restore", sample_raster, own, "--tile", "32", "--tile-prompts")[0] == 0
+    with RasterReader(scene) as a, RasterReader(own) as b:
+        assert not np.array_equal(a.read_all()[0], b.read_all()[0])
+
+
 def test_upscale_doubles_the_grid(capsys, tmp_path, sample_raster):
     out = tmp_path / "x2.tif"
     code, _, _ = run(capsys, "upscale", sample_raster, out, "--factor", "2", "--tile", "128")

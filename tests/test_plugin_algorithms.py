@@ -243,6 +243,21 @@ def test_restore_writes_routing_and_prompt_maps(restored, model):
     assert prompt.shape[0] == len(METRIC_NAMES)
 
 
+def test_restore_routes_by_the_scene_prompt_unless_asked_per_tile(processing, model, tmp_path):
+    flag = QgsApplication.processingRegistry().algorithmById("damp:restore").parameterDefinition("TILE_PROMPTS")
+    assert flag.defaultValue() is False and flag.flags() & flag.FlagAdvanced
+    cube = smooth_cube(BANDS, 32, 256)
+    cube[:, :, 128:] += np.random.default_rng(2).normal(0, 0.15, (BANDS, 32, 128)).astype(np.float32)
+    src = write_raster(tmp_path / "half_noisy.tif", cube, wavelengths=WAVELENGTHS, geotransform=GEOTRANSFORM)
+    outputs = {}
+    for per_tile in (False, True):
+        outputs[per_tile], _, _ = read(processing.run("damp:restore", {
+            "INPUT": str(src), "MODEL": str(model), "TILE": 64, "DEVICE": "cpu", "TILE_PROMPTS": per_tile,
+            "OUTPUT": str(tmp_path / f"restored_{per_tile}.tif")})["OUTPUT"])
+    change = np.abs(outputs[True] - outputs[False])
+    assert change[:, :, :64].mean() > 1e-4 and change[:, :, -64:].mean() > 1e-4
+
+
 def test_restore_report_records_device_and_timings(restored):
     report = json.loads(Path(restored["REPORT"]).read_text())
     assert report["device"] == "cpu" and report["seconds"]["total"] > 0

@@ -6,7 +6,7 @@ import torch
 
 from damp_engine.errors import DampInputError
 from damp_engine.model import DAMP, get_preset
-from damp_engine.spectral import band_interpolation, restore_cube, window_starts, window_weights
+from damp_engine.spectral import band_interpolation, restore_cube, view_prompts, window_starts, window_weights
 
 
 @pytest.fixture(scope="module")
@@ -17,12 +17,13 @@ def tiny() -> DAMP:
 
 @pytest.fixture(scope="module")
 def identity() -> DAMP:
-    """A tiny network whose last conv is zero, so that net(x) = 0 + x exactly."""
+    """A tiny network whose last conv is zero and whose skip gate is wide open: net(x) = 0 + 1·x."""
     torch.manual_seed(0)
     net = DAMP(get_preset("tiny")).eval()
     with torch.no_grad():
         net.output.weight.zero_()
         net.output.bias.zero_()
+        net.skip_gate.linear.bias.fill_(40.0)  # sigmoid(40) is 1 in float32
     return net
 
 
@@ -81,3 +82,20 @@ def test_windowed_trace_averages_gates_per_sample(tiny):
 def test_fewer_than_three_bands_is_refused(tiny):
     with pytest.raises(DampInputError, match="at least 3"):
         restore_cube(tiny, cube(2))
+
+
+@pytest.mark.parametrize("bands, views", [(10, 1), (31, 1), (100, len(window_starts(100, 31)))])
+def test_view_prompts_have_one_row_per_network_view(bands, views):
+    prompts = view_prompts(cube(bands, batch=2), 31)
+    assert prompts.shape == (2, views, 6) and torch.isfinite(prompts).all()
+
+
+@pytest.mark.parametrize("bands", [10, 31, 100])
+def test_given_prompts_route_the_views(tiny, bands):
+    x = cube(bands, batch=2)
+    with torch.no_grad():
+        own = restore_cube(tiny, x)
+        given = restore_cube(tiny, x, prompts=view_prompts(x, 31))
+        other = restore_cube(tiny, x, prompts=view_prompts(x, 31) * 3.0)
+    torch.testing.assert_close(given, own)
+    assert not torch.allclose(other, own, atol=1e-4)

@@ -62,6 +62,23 @@ def test_tiled_output_equals_whole_image_output(tmp_path, model):
         assert diff.max() < 0.02 and diff.mean() < 2e-3, (tile, halo, diff.max(), diff.mean())
 
 
+def test_tile_prompts_route_each_tile_by_its_own(tmp_path, model):
+    cube = noisy_cube(rows=64, cols=256)
+    cube[:, :, 128:] += np.random.default_rng(5).normal(0.0, 0.15, (31, 64, 128)).astype(np.float32)
+    src = write_raster(tmp_path / "in.tif", cube)
+    scene = read(restore_raster(src, tmp_path / "scene.tif", model=model, tile=64).output)
+    own = read(restore_raster(src, tmp_path / "own.tif", model=model, tile=64, prompt_scope="tile").output)
+    # The halves differ in noise: the outer tiles' own prompts route them otherwise than the scene's.
+    change = np.abs(own - scene)
+    assert change[:, :, :64].mean() > 1e-4 and change[:, :, -64:].mean() > 1e-4
+
+
+def test_unknown_prompt_scope_is_a_clear_error(tmp_path, raster, model):
+    with pytest.raises(DampInputError, match="prompt scope"):
+        restore_raster(raster, tmp_path / "out.tif", model=model, prompt_scope="pixel")
+    assert not (tmp_path / "out.tif").exists()
+
+
 def test_georeferencing_nodata_and_wavelengths_survive(tmp_path, raster, model):
     report = restore_raster(raster, tmp_path / "out.tif", model=model, tile=48, halo=16)
     src, out = gdal.Open(str(raster)), gdal.Open(str(report.output))
@@ -281,3 +298,16 @@ def test_outputs_must_not_overwrite_the_input_or_each_other(tmp_path, raster, mo
     with pytest.raises(DampInputError, match="different paths"):
         restore_raster(raster, tmp_path / "out.tif", model=model, routing_map=tmp_path / "out.tif")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
+
+
+def test_scene_prompt_windows_are_few_spread_and_independent_of_the_tile_size():
+    grid = TileGrid(3000, 2000, halo=32, align=32)
+    windows = grid.prompt_windows()
+    assert len(windows) == 16
+    assert (windows[0].x0, windows[0].y0) == (0, 0)
+    assert (windows[-1].x0 + windows[-1].w, windows[-1].y0 + windows[-1].h) == (3000, 2000)
+    assert all(w.w <= 256 and w.h <= 256 for w in windows)
+    assert len({(w.x0, w.y0) for w in windows}) == 16
+    small = TileGrid(200, 100, halo=32, align=32).prompt_windows()
+    assert [(w.x0, w.y0, w.w, w.h) for w in small] == [(0, 0, 200, 100)]
+    assert len(TileGrid(3000, 2000, halo=32, align=32).prompt_windows(factor=4)) == 16

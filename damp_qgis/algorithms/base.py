@@ -26,6 +26,7 @@ from qgis.core import (
     QgsProcessingFeedback,
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputDefinition,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
@@ -110,7 +111,7 @@ class DampAlgorithm(QgsProcessingAlgorithm):
     """Base of the DAMP algorithms. Subclasses set GROUP and HELP and implement ``process``."""
 
     INPUT, OUTPUT = "INPUT", "OUTPUT"
-    MODEL, TILE, HALO, DEVICE = "MODEL", "TILE", "HALO", "DEVICE"
+    MODEL, TILE, HALO, DEVICE, TILE_PROMPTS = "MODEL", "TILE", "HALO", "DEVICE", "TILE_PROMPTS"
 
     GROUP = ""
     HELP = ""
@@ -182,6 +183,15 @@ class DampAlgorithm(QgsProcessingAlgorithm):
                  "Pixels of context read around every tile and cropped away after restoration, so that "
                  "no seams show between tiles.")
 
+    def add_tile_prompts(self) -> None:
+        parameter = QgsProcessingParameterBoolean(
+            self.TILE_PROMPTS, self.tr("Route each tile by its own degradation prompt"), defaultValue=False)
+        parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.add(parameter,
+                 "Off (default): every tile is routed by the degradation prompt of the whole scene, so "
+                 "tiles join without seams. On: each tile by its own, for scenes whose degradation "
+                 "changes across them (e.g. noise in one part only).")
+
     def add_device(self) -> None:
         self.add(text_enum(self.DEVICE, self.tr("Device"), list(DEVICES), DEVICES[0]),
                  "Where the network runs: auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu or "
@@ -238,6 +248,9 @@ class DampAlgorithm(QgsProcessingAlgorithm):
 
     def device(self, parameters: dict, context: QgsProcessingContext) -> str:
         return self.parameterAsEnumString(parameters, self.DEVICE, context)
+
+    def prompt_scope(self, parameters: dict, context: QgsProcessingContext) -> str:
+        return "tile" if self.parameterAsBoolean(parameters, self.TILE_PROMPTS, context) else "scene"
 
     def write_table(self, parameters: dict, name: str, context: QgsProcessingContext, row: dict[str, Any]) -> str:
         """Write ``row`` as the one record of a table without geometry (a feature sink); return its id."""

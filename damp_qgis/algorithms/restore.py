@@ -62,6 +62,7 @@ class RestoreAlgorithm(DampAlgorithm):
         self.add_model()
         self.add_tile()
         self.add_halo()
+        self.add_tile_prompts()
         self.add_device()
         self.add(QgsProcessingParameterRasterLayer(self.MASK, self.tr("Gap mask"), optional=True),
                  "Optional single-band raster on the same grid whose non-zero pixels are missing data "
@@ -98,7 +99,8 @@ class RestoreAlgorithm(DampAlgorithm):
             source, output, model=self.model_path(parameters, context),
             tile=self.parameterAsInt(parameters, self.TILE, context),
             halo=self.parameterAsInt(parameters, self.HALO, context),
-            device=self.device(parameters, context), mask=mask,
+            device=self.device(parameters, context), prompt_scope=self.prompt_scope(parameters, context),
+            mask=mask,
             bad_bands=parse_bands(self.parameterAsString(parameters, self.BAD_BANDS, context)),
             report=report_path, routing_map=routing_map, prompt_map=prompt_map,
             log=feedback.pushInfo, **self.callbacks(feedback))

@@ -34,6 +34,7 @@ class RoutingAlgorithm(DampAlgorithm):
                  "The raster whose routing to map (at least 3 bands).")
         self.add_model()
         self.add_tile()
+        self.add_tile_prompts()
         self.add_device()
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Routing map")),
                  "Raster on the input's grid with one band per decoder expert block and, as value, the "
@@ -47,7 +48,8 @@ class RoutingAlgorithm(DampAlgorithm):
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         report = routing_raster(source, output, model=self.model_path(parameters, context),
                                 tile=self.parameterAsInt(parameters, self.TILE, context),
-                                device=self.device(parameters, context), log=feedback.pushInfo,
+                                device=self.device(parameters, context),
+                                prompt_scope=self.prompt_scope(parameters, context), log=feedback.pushInfo,
                                 **self.callbacks(feedback))
         feedback.pushInfo(report.summary())
         return {self.OUTPUT: output}

@@ -39,6 +39,7 @@ class UpscaleAlgorithm(DampAlgorithm):
                  "more rows and columns).")
         self.add_model()
         self.add_tile()
+        self.add_tile_prompts()
         self.add_device()
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Super-resolved raster")),
                  "The super-resolved raster (GeoTIFF .tif or ENVI .bsq/.bil/.bip): the input's data type "
@@ -54,7 +55,8 @@ class UpscaleAlgorithm(DampAlgorithm):
             source, output, int(self.parameterAsEnumString(parameters, self.FACTOR, context)),
             model=self.model_path(parameters, context),
             tile=self.parameterAsInt(parameters, self.TILE, context),
-            device=self.device(parameters, context), log=feedback.pushInfo, **self.callbacks(feedback))
+            device=self.device(parameters, context), prompt_scope=self.prompt_scope(parameters, context),
+            log=feedback.pushInfo, **self.callbacks(feedback))
         feedback.pushInfo(report.summary())
         TrueColour.attach(context, output)
         return {self.OUTPUT: output}
