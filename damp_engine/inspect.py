@@ -14,9 +14,11 @@ worker thread:
    any valid sample are left out;
 3. the six DP metrics are computed on every window over all kept bands and averaged over windows
    (the convention of ``prompt_raster``);
-4. the model restores the windows once with ``return_trace=True``; the gates of its DAMoE blocks
-   are averaged over the windows. (For a raster whose band count differs from the model's, the
-   network sees spectral windows and routes on their prompts: see ``damp_engine.spectral``.)
+4. the model restores the windows once with ``return_trace=True``, every window routed by the
+   median of the windows' prompts, as ``damp restore`` routes every tile by the scene's prompt;
+   the gates of its DAMoE blocks are averaged over the windows. (For a raster whose band count
+   differs from the model's, the network sees spectral windows and each is routed by the median
+   prompt of that spectral window: see ``damp_engine.spectral``.)
 
 ``describe_prompt`` turns the metrics into one line of plain language with evidence, judged
 against the ranges the model card records for clean and for degraded training crops.
@@ -100,7 +102,7 @@ def inspect_raster(path: str | os.PathLike, window: Window | None = None,
 
     from .checkpoint import LoadedModel, load_model
     from .prompt import METRIC_NAMES, compute_prompt
-    from .spectral import restore_cube
+    from .spectral import restore_cube, view_prompts
 
     def check() -> None:
         if cancelled is not None and cancelled():
@@ -130,7 +132,9 @@ def inspect_raster(path: str | os.PathLike, window: Window | None = None,
     check()
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device)
     with torch.inference_mode():
-        _, trace = restore_cube(loaded.net, batch.to(loaded.device), return_trace=True)
+        batch = batch.to(loaded.device)
+        scene = view_prompts(batch, loaded.net.preset.bands).median(dim=0).values
+        _, trace = restore_cube(loaded.net, batch, return_trace=True, prompts=scene.expand(len(tiles), -1, -1))
     ranges = card_ranges(loaded.card)
     reading, evidence = describe_prompt(metrics, ranges)
     return Inspection(
