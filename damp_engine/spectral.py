@@ -95,9 +95,9 @@ def restore_cube(net: DAMP, x: torch.Tensor, return_trace: bool = False,
     scene it is a tile of), or None to use each view's own. The trace of a windowed cube
     averages the gates over its windows (per sample).
     """
-    _check_cube(x)
-    bands, model_bands = x.shape[1], net.preset.bands
+    model_bands = net.preset.bands
     views = network_views(x, model_bands)
+    bands = x.shape[1]
     prompt = None if prompts is None else prompts.transpose(0, 1).flatten(0, 1)
     result = net(views, prompt=prompt, return_trace=return_trace)
     if bands == model_bands:
