@@ -1,10 +1,13 @@
-"""How far each degradation moves a scene's normalised degradation prompt away from the clean scene.
+"""How far each degradation moves a scene's normalised degradation prompt away from the clean scene,
+and how much of the input the prompt-gated skip then lets through.
 
 For every test scene (centre crop) and task of the quality suite, the prompt of the degraded
 cube is normalised with the model's stored shift/scale (what the network's prompt embedding
 sees) and its Euclidean distance to the clean cube's normalised prompt is printed, per task as
 the mean over scenes. A degradation whose distance is small next to the others' is one the
-routers can hardly tell from a clean image. Run from the repository root::
+routers can hardly tell from a clean image. The skip share is the mean over bands and views of
+`SkipGate`'s g(e) for that prompt: the part of the input the output keeps as it is. Run from the
+repository root::
 
     .venv/bin/python -m bench.prompt_separation [--model M] [--crop 128]
 """
@@ -27,11 +30,13 @@ from damp_engine.spectral import view_prompts
 DEFAULT_SCENES = Path(__file__).resolve().parents[2] / "shared" / "data" / "hsi" / "test"
 
 
-def normalised_prompt(net, cube) -> torch.Tensor:
-    """The scene's normalised prompt: the mean over its network views of (prompt - shift) / scale."""
+def prompt_and_skip(net, cube) -> tuple[torch.Tensor, float]:
+    """The scene's normalised prompt (mean over its network views of (prompt - shift) / scale) and
+    the mean skip share g(e) over its views and bands."""
     with torch.no_grad():
         raw = view_prompts(torch.from_numpy(cube[None]), net.preset.bands)[0]
-    return ((raw - net.dp_shift) / net.dp_scale).mean(dim=0)
+        skip = net.skip_gate(net.embed_prompt((raw - net.dp_shift) / net.dp_scale)).mean()
+    return ((raw - net.dp_shift) / net.dp_scale).mean(dim=0), float(skip)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,17 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", nargs="+", default=[str(DEFAULT_SCENES)], help="rasters or folders")
     args = parser.parse_args(argv)
     net = load_model(args.model, device="cpu").net
-    distances: dict[str, list[float]] = {t.name: [] for t in TASKS}
+    rows: dict[str, list[tuple[float, float]]] = {t.name: [] for t in TASKS}
     for path in scene_files(args.scenes):
         clean = load_reference(path, args.crop)
-        reference = normalised_prompt(net, clean)
+        reference, _ = prompt_and_skip(net, clean)
         for task in TASKS:
             degraded, _ = degrade(clean, task.kind, case_seed(0, path.stem, task), **task.params)
-            distances[task.name].append(float(torch.dist(normalised_prompt(net, degraded), reference)))
-    print(f"{'task':<22}{'distance from clean (mean over scenes)':>40}")
+            prompt, skip = prompt_and_skip(net, degraded)
+            rows[task.name].append((float(torch.dist(prompt, reference)), skip))
+    print(f"{'task':<22}{'distance from clean':>22}{'skip share':>12}   (means over scenes)")
     for task in TASKS:
-        values = distances[task.name]
-        print(f"{task.name:<22}{sum(values) / len(values):>40.2f}")
+        distance, skip = (sum(v) / len(v) for v in zip(*rows[task.name]))
+        print(f"{task.name:<22}{distance:>22.2f}{skip:>12.2f}")
     return 0
 
 

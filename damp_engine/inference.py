@@ -19,7 +19,7 @@ import torch
 from .checkpoint import LoadedModel
 from .errors import DampInputError
 from .prompt import compute_prompt
-from .spectral import restore_cube, view_prompts
+from .spectral import restore_cube
 
 OutOfMemoryError = torch.cuda.OutOfMemoryError
 
@@ -47,10 +47,6 @@ class DeviceRunner:
     def prompt(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 6) degradation prompt of each tile (all its bands), on the device."""
         return compute_prompt(x).values
-
-    def view_prompts(self, x: torch.Tensor, model_bands: int) -> torch.Tensor:
-        """(B, V, 6) prompt of each network view of each tile (`damp_engine.spectral.view_prompts`)."""
-        return view_prompts(x, model_bands)
 
     def release_memory(self) -> None:
         """Return cached GPU memory after an out-of-memory error (no-op on the CPU)."""

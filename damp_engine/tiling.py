@@ -49,6 +49,7 @@ from .prompt import METRIC_NAMES, METRIC_TITLES
 from .raster import RasterInfo, RasterReader, RasterWriter, check_output_path
 from .report import RestoreReport, RunStats, write_json_atomically
 from .scaling import Scaling, measure_scaling
+from .spectral import view_prompts
 from .tilegrid import TileGrid, Window
 
 MIN_TILE = 32          # smallest tile an out-of-memory back-off goes down to
@@ -262,7 +263,7 @@ class TiledRun:
             if not tile.empty:
                 with self.stats.timed("prompt"):
                     x = self.runner.upload(tile.x[None])
-                    prompts.append(self.runner.view_prompts(x, self.runner.net.preset.bands)[0])
+                    prompts.append(view_prompts(x, self.runner.net.preset.bands)[0])
         if prompts:
             self.scene_prompt = torch.stack(prompts).median(dim=0).values
         return len(prompts)
