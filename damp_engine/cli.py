@@ -56,13 +56,18 @@ def cmd_degrade(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .degradation_scores import evaluate_degraded_part
     from .scene import evaluate_rasters
 
     scores = evaluate_rasters(args.reference, args.test)
+    part = evaluate_degraded_part(args.reference, args.test)  # None unless a record names a part
     if args.json:
-        print(json.dumps(scores, indent=2))
-    else:
-        _print_table(scores)
+        print(json.dumps({**scores, **({"degraded_part": part.to_dict()} if part else {})}, indent=2))
+        return
+    _print_table(scores)
+    if part:
+        print(f"degraded part only ({part.describe()}):")
+        _print_table(part.scores)
 
 
 def cmd_model_info(args: argparse.Namespace) -> None:
