@@ -1,15 +1,24 @@
 """The `damp` command: the engine's public API from the shell.
 
-Errors a user can fix print one sentence on stderr and exit with code 2; nothing is left behind.
+Every failure prints one line on stderr and leaves no file behind: errors a user can fix
+(bad input, a damaged file, an unwritable folder, not enough memory) exit with code 2; Ctrl-C
+and a cancel exit with 130, SIGTERM (and SIGHUP) with 143, after the run has removed its
+temporary files; an unexpected error (a bug) exits with 1 and prints the traceback only when
+DAMP_TRACEBACK=1 is set.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
-from .errors import DampCancelled, DampInputError
+from .errors import DampCancelled, DampInputError, one_line
+from .limits import DEFAULT_HALO, MAX_HALO, MIN_HALO
+
 
 EPILOG = "Run 'damp COMMAND --help' for a command's options and an example."
 GDAL_CACHE_MB = 64  # streaming needs few cached blocks; GDAL's default (5 % of RAM) grows with the raster
@@ -59,12 +68,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .degradation_scores import evaluate_degraded_part
     from .scene import evaluate_rasters
 
-    scores = evaluate_rasters(args.reference, args.test)
+    from .quality import raster_convention
+
+    scores = evaluate_rasters(args.reference, args.test, data_range=args.data_range)
+    convention = raster_convention(scores["peak"], given=args.data_range is not None)
     part = evaluate_degraded_part(args.reference, args.test)  # None unless a record names a part
     if args.json:
-        print(json.dumps({**scores, **({"degraded_part": part.to_dict()} if part else {})}, indent=2))
+        print(json.dumps({**scores, "convention": convention,
+                          **({"degraded_part": part.to_dict()} if part else {})}, indent=2))
         return
-    _print_table(scores)
+    _print_table({key: scores[key] for key in ("psnr", "ssim", "sam", "ergas")})
+    print(convention)
     if part:
         print(f"degraded part only ({part.describe()}):")
         _print_table(part.scores)
@@ -190,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
             "damp evaluate clean.tif restored.tif --json")
     p.add_argument("reference", help="clean reference raster")
     p.add_argument("test", help="raster to score (same bands, rows and columns)")
+    p.add_argument("--data-range", type=float, default=None, metavar="V",
+                   help="the peak of PSNR, e.g. 1 for reflectance or 65535 for 16-bit counts (default: the "
+                        "reference's maximum); both rasters are divided by it, neither is clipped")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     p = add("train", cmd_train, "Train a DAMP model on a folder of clean rasters (degradations are simulated).",
@@ -213,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     def tiling_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", default=None, help="model weights (*.safetensors; default: the bundled model)")
         p.add_argument("--tile", type=int, default=256, help="tile side in pixels (default 256)")
-        p.add_argument("--halo", type=int, default=32, help="context pixels read around each tile (default 32)")
+        p.add_argument("--halo", type=int, default=DEFAULT_HALO,
+                       help=f"context pixels read around each tile, {MIN_HALO} to {MAX_HALO} (default {DEFAULT_HALO})")
         p.add_argument("--batch", type=int, default=4, help="tiles per forward pass (default 4)")
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto (CUDA if present)")
         p.add_argument("--report", default=None, help="write a JSON report (prompt, routing, timings) here")
@@ -254,19 +272,63 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread when the process receives SIGTERM or SIGHUP, so that the run
+    unwinds as it does on Ctrl-C and deletes its temporary files."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated(signal.Signals(signum).name)
+
+
+@contextmanager
+def _termination_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise `Terminated` (main thread only; elsewhere a no-op)."""
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is None:
+            continue
+        try:
+            previous[signum] = signal.signal(signum, _raise_terminated)
+        except (ValueError, OSError):  # not the main thread, or not allowed here
+            pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _fail(message: object, code: int) -> int:
+    print(f"damp: {one_line(message)}", file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except DampInputError as exc:
-        print(f"damp: error: {exc}", file=sys.stderr)
-        return 2
-    except DampCancelled:
-        print("damp: cancelled; no output was written.", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("damp: interrupted; no output was written.", file=sys.stderr)
-        return 130
+    with _termination_as_interrupt():
+        try:
+            args.func(args)
+        except DampInputError as exc:
+            return _fail(f"error: {exc}", 2)
+        except DampCancelled:
+            return _fail("cancelled; no output was written.", 130)
+        except Terminated:
+            return _fail("terminated; no output was written.", 143)
+        except KeyboardInterrupt:
+            return _fail("interrupted; no output was written.", 130)
+        except MemoryError:
+            return _fail("error: not enough memory for this run; use a smaller --tile or --batch, or crop the "
+                         "raster first. No output was written.", 2)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            return _fail(f"error: {where}{(exc.strerror or str(exc)).lower()}; no output was written.", 2)
+        except Exception as exc:  # a bug: one line, the traceback on request
+            if os.environ.get("DAMP_TRACEBACK"):
+                raise
+            return _fail(f"internal error: {type(exc).__name__}: {exc}. This is a bug in DAMP; rerun with "
+                         "DAMP_TRACEBACK=1 to see where, and report it. No output was written.", 1)
     return 0
 
 

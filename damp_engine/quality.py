@@ -15,8 +15,14 @@ Conventions (compare methods only under the same ones)
 - ERGAS = 100/scale · sqrt(mean_b (RMSE_b / μ_b)²), μ_b the mean of reference band b; ``scale``
   is the resolution ratio (1 for denoising, e.g. 4 for ×4 super-resolution). Bands whose
   reference mean is 0 have no relative error and are skipped.
-- :func:`evaluate` clips the estimate to [0, 1] before scoring (the reference is not touched),
-  and can restrict PSNR, SAM and ERGAS to valid pixels (SSIM needs the whole image).
+- :func:`evaluate` clips the estimate to [0, 1] before scoring (the reference is not touched;
+  the benchmarks' convention, DESIGN §7), or with ``clip=False`` scores both as they are, and
+  can restrict PSNR, SAM and ERGAS to valid pixels (SSIM needs the whole image).
+- Rasters on disk (``damp evaluate``, :func:`damp_engine.scene.evaluate_rasters`) follow the
+  field's convention instead, :func:`raster_convention`: the peak is the reference's maximum
+  over the scored samples (or a data range the user gives, e.g. 1 for reflectance, 65535 for
+  16-bit counts), both rasters are divided by it and neither is clipped, so identical rasters
+  score exactly the PSNR cap, SSIM 1, SAM 0 and ERGAS 0.
 """
 from __future__ import annotations
 
@@ -97,20 +103,59 @@ def ergas(ref: np.ndarray, est: np.ndarray, scale: float = 1.0) -> float:
     return float(100 / scale * math.sqrt(((rmse[keep] / mean[keep]) ** 2).mean()))
 
 
-def evaluate(ref: np.ndarray, est: np.ndarray, valid: np.ndarray | None = None) -> dict[str, float]:
-    """Score an estimate against the reference: {"psnr", "ssim", "sam", "ergas"}.
+def evaluate(ref: np.ndarray, est: np.ndarray, valid: np.ndarray | None = None,
+             clip: bool = True) -> dict[str, float]:
+    """Score an estimate against the reference: {"psnr", "ssim", "sam", "ergas"}, data range 1.
 
-    ``est`` is clipped to [0, 1] first. ``valid`` is an optional (H, W) bool mask of the pixels
-    to score: PSNR, SAM and ERGAS use only those pixels, SSIM the whole image (its windows need
-    neighbours). Raises DampInputError when shapes do not match or no pixel is valid.
+    ``est`` is clipped to [0, 1] first unless ``clip`` is False. ``valid`` is an optional (H, W)
+    bool mask of the pixels to score: PSNR, SAM and ERGAS use only those pixels, SSIM the whole
+    image (its windows need neighbours). Raises DampInputError when shapes do not match or no
+    pixel is valid.
     """
     r, e = _pair(ref, est)
-    e = np.clip(e, 0.0, 1.0)
+    if clip:
+        e = np.clip(e, 0.0, 1.0)
     scores = {"ssim": ssim(r, e)}
     if valid is not None:
         r, e = _valid_pixels(r, e, valid)
     scores.update(psnr=psnr(r, e), sam=sam(r, e), ergas=ergas(r, e))
     return {key: scores[key] for key in ("psnr", "ssim", "sam", "ergas")}
+
+
+def reference_peak(ref: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """The peak of the field's PSNR convention: the reference's maximum over the scored samples.
+
+    ref: (C, H, W); valid: optional (H, W) bool, the pixels scored. DampInputError when the
+    maximum is not a positive number (then no peak can be read from the data: give a data range).
+    """
+    r = np.asarray(ref)
+    values = r if valid is None else r[:, np.asarray(valid, bool)]
+    peak = float(values.max()) if values.size else float("nan")
+    _require(math.isfinite(peak) and peak > 0,
+             f"The reference's maximum over the scored samples is {peak:g}, so it cannot be the peak of "
+             "PSNR; give the data range instead (e.g. --data-range 1 for reflectance, 65535 for 16-bit counts).")
+    return peak
+
+
+def raster_convention(peak: float, given: bool = False) -> str:
+    """One sentence stating how two rasters were scored, for the CLI's and QGIS's output."""
+    source = "the data range given" if given else "the reference's maximum over the scored samples"
+    return (f"Peak {peak:.6g} ({source}); reference and test both divided by it, neither clipped; PSNR "
+            f"(capped at {PSNR_CAP:g} dB) and SSIM per band and averaged over bands, SAM in degrees, ERGAS "
+            "(x100, lower is better); pixels invalid in either raster and bands without data in the "
+            "reference are left out.")
+
+
+def check_data_range(data_range: float) -> float:
+    """A user's data range (the peak of PSNR) as a float; DampInputError unless finite and > 0."""
+    try:
+        value = float(data_range)
+    except (TypeError, ValueError):
+        value = float("nan")
+    _require(math.isfinite(value) and value > 0,
+             f"The data range must be a positive number (e.g. 1 for reflectance, 65535 for 16-bit "
+             f"counts), not {data_range!r}.")
+    return value
 
 
 def _valid_pixels(ref: np.ndarray, est: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

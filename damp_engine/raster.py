@@ -3,13 +3,18 @@
 Everything the engine knows about files goes through this module. Reads return float32 cubes
 (bands, rows, cols) with band scale/offset applied and a validity mask (nodata and NaN/Inf are
 invalid). Writers create a hidden temporary file beside the destination and move it into place
-only when the `with` block ends without an exception, so a failed or cancelled run leaves nothing.
+only when the `with` block ends without an exception (or, in an `outputs.OutputGroup`, together
+with the run's other outputs), so a failed or cancelled run leaves nothing.
+
+Every GDAL call that touches a file runs inside `gdal_errors`, so a damaged, truncated or
+unwritable file is a `DampInputError` that names the user's file, never a GDAL traceback.
+`check_output_path` does the checks that must pass before any work starts.
 """
 from __future__ import annotations
 
 import os
 import re
-import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -17,7 +22,8 @@ from typing import Iterator, Sequence
 import numpy as np
 from osgeo import gdal
 
-from .errors import DampInputError
+from .errors import DampCancelled, DampInputError, one_line, read_error, write_error
+from .outputs import check_writable_folder, commit_together, delete_file_set, remove_stale_files, temp_path
 
 gdal.UseExceptions()
 
@@ -36,6 +42,21 @@ _NUMPY_TO_GDAL = {
     "float64": gdal.GDT_Float64,
 }
 _GDAL_TO_NUMPY = {v: k for k, v in _NUMPY_TO_GDAL.items()}
+
+
+@contextmanager
+def gdal_errors(path: str | os.PathLike, action: str = "read", temp: str | os.PathLike | None = None):
+    """Turn the GDAL errors (RuntimeError), OSError and MemoryError of the block into DampInputError.
+
+    action: "read" (a damaged or truncated input) or "write" (an output; `temp` is the hidden
+    file actually written, whose name is replaced by `path` in the message).
+    """
+    try:
+        yield
+    except (DampInputError, DampCancelled):
+        raise
+    except (RuntimeError, OSError, MemoryError) as exc:
+        raise (read_error(path, exc) if action == "read" else write_error(path, exc, temp)) from None
 
 
 @dataclass(frozen=True)
@@ -113,17 +134,25 @@ def _open_dataset(path: str | os.PathLike) -> gdal.Dataset:
     path = str(path)
     if not os.path.exists(path) and not path.startswith("/vsi"):
         raise DampInputError(f"Input raster not found: {path}. Check the path.")
+    if os.path.isdir(path):
+        raise DampInputError(f"{path} is a folder, not a raster; give a GeoTIFF, ENVI or VRT file.")
     try:
         ds = gdal.Open(path, gdal.GA_ReadOnly)
-    except RuntimeError as exc:
-        raise DampInputError(f"GDAL cannot open {path} as a raster ({exc}). Give a GeoTIFF, ENVI or VRT file.") from None
+    except (RuntimeError, OSError) as exc:
+        raise DampInputError(f"GDAL cannot open {path} as a raster ({one_line(exc)}). The file is damaged or "
+                             "not a raster; give a GeoTIFF, ENVI or VRT file.") from None
     if ds is None or ds.RasterCount == 0:
         raise DampInputError(f"{path} holds no raster bands. Give a hyperspectral raster.")
     return ds
 
 
 def info_from_dataset(ds: gdal.Dataset, path: str) -> RasterInfo:
-    """Read the metadata of an open dataset into a RasterInfo."""
+    """Read the metadata of an open dataset into a RasterInfo (DampInputError if it is damaged)."""
+    with gdal_errors(path):
+        return _info_from_dataset(ds, path)
+
+
+def _info_from_dataset(ds: gdal.Dataset, path: str) -> RasterInfo:
     b1 = ds.GetRasterBand(1)
     bands = [ds.GetRasterBand(i + 1) for i in range(ds.RasterCount)]
     dtype = _GDAL_TO_NUMPY.get(b1.DataType)
@@ -188,8 +217,11 @@ class RasterReader:
         info = self.info
         xa, ya = max(x0 - halo, 0), max(y0 - halo, 0)
         xb, yb = min(x0 + width + halo, info.width), min(y0 + height + halo, info.height)
-        raw = self._ds.ReadAsArray(xa, ya, xb - xa, yb - ya)
-        raw = raw.reshape(info.bands, yb - ya, xb - xa)
+        with gdal_errors(info.path):
+            raw = self._ds.ReadAsArray(xa, ya, xb - xa, yb - ya)
+            if raw is None:
+                raise RuntimeError(gdal.GetLastErrorMsg() or "GDAL returned no data")
+            raw = raw.reshape(info.bands, yb - ya, xb - xa)
         valid = np.isfinite(raw) if raw.dtype.kind == "f" else np.ones(raw.shape, bool)
         if info.nodata is not None and not np.isnan(info.nodata):
             valid &= raw != np.asarray(info.nodata).astype(raw.dtype)
@@ -209,9 +241,10 @@ class RasterReader:
 
     def read_band(self, index: int, step: int = 1) -> np.ndarray:
         """Read one band (0-based) decimated by `step`, in physical units, NaN where invalid."""
-        band = self._ds.GetRasterBand(index + 1)
         w, h = max(1, self.info.width // step), max(1, self.info.height // step)
-        raw = band.ReadAsArray(0, 0, self.info.width, self.info.height, w, h).astype(np.float32)
+        with gdal_errors(self.info.path):
+            band = self._ds.GetRasterBand(index + 1)
+            raw = band.ReadAsArray(0, 0, self.info.width, self.info.height, w, h).astype(np.float32)
         bad = ~np.isfinite(raw)
         if self.info.nodata is not None and not np.isnan(self.info.nodata):
             bad |= raw == np.float32(self.info.nodata)
@@ -246,23 +279,49 @@ def driver_for(path: str | os.PathLike) -> tuple[str, list[str]]:
 
 
 def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike | None) -> Path:
-    """Refuse an output that would overwrite an input or land in a missing folder."""
+    """The resolved output raster path, checked before any work starts.
+
+    Refused (DampInputError): the path of an input, a folder, a file that exists and is not a
+    raster (only rasters are replaced), a missing folder, a folder that cannot be written to,
+    an extension no raster driver writes. Stale temporary files of dead runs in the folder are
+    removed (`outputs.remove_stale_files`).
+    """
     out = Path(output).expanduser().resolve()
     for src in inputs:
         if src is not None and Path(src).expanduser().resolve() == out:
             raise DampInputError(f"The output {output} is the input file; choose another output path "
                                  "(the input is never overwritten).")
+    if out.is_dir():
+        raise DampInputError(f"The output {output} is a folder; give a raster file name in it, "
+                             f"e.g. {out / 'restored.tif'}.")
     if not out.parent.is_dir():
         raise DampInputError(f"The output folder {out.parent} does not exist; create it first.")
     driver_for(out)
+    if os.path.lexists(out) and not is_raster_file(out):
+        raise DampInputError(f"The output {output} already exists and is not a raster; DAMP replaces only "
+                             "rasters, so delete or rename that file, or choose another output name.")
+    check_writable_folder(out.parent, output)
+    remove_stale_files(out.parent)
     return out
 
 
+def is_raster_file(path: str | os.PathLike) -> bool:
+    """True if `path` is a regular file that a GDAL raster driver recognises (damaged or not)."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        return gdal.IdentifyDriverEx(str(path), gdal.OF_RASTER) is not None
+    except RuntimeError:
+        return False
+
+
 class RasterWriter:
-    """Write a raster block by block into a temporary file, moved into place on success.
+    """Write a raster block by block into a hidden temporary file, moved into place on success.
 
     Use as a context manager: an exception inside the block (including a cancel) deletes the
-    temporary file and leaves any existing destination untouched.
+    temporary file and leaves any existing destination untouched. Staged in an
+    `outputs.OutputGroup` instead, it is moved into place together with the run's other outputs.
+    Every GDAL error is a DampInputError that names the destination, not the temporary file.
     """
 
     def __init__(self, path: str | os.PathLike, like: RasterInfo, *, bands: int | None = None,
@@ -277,21 +336,30 @@ class RasterWriter:
         self.width, self.height = width or like.width, height or like.height
         self.dtype = np.dtype(dtype)
         self.nodata = nodata
-        self._tmp = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:8]}.part{self.path.suffix}")
+        self.temp = temp_path(self.path)
         self._driver = gdal.GetDriverByName(driver_name)
-        self._ds = self._driver.Create(str(self._tmp), self.width, self.height, self.bands,
-                                       _NUMPY_TO_GDAL[self.dtype.name], options)
-        self._ds.SetGeoTransform(tuple(geotransform or like.geotransform))
-        if like.projection:
-            self._ds.SetProjection(like.projection)
-        if metadata:
-            self._ds.SetMetadata({str(k): str(v) for k, v in metadata.items()})
-        names = list(band_names or (like.band_names if self.bands == like.bands else []))
-        wl = list(wavelengths or (like.wavelengths or [] if self.bands == like.bands else []))
-        self._set_band_metadata(names, wl, scales, offsets)
-        if driver_name == "ENVI" and wl:
-            self._ds.SetMetadataItem("wavelength", "{" + ", ".join(f"{v:.3f}" for v in wl) + "}", "ENVI")
-            self._ds.SetMetadataItem("wavelength_units", "Nanometers", "ENVI")
+        self._ds = None
+        try:
+            with self._errors():
+                self._ds = self._driver.Create(str(self.temp), self.width, self.height, self.bands,
+                                               _NUMPY_TO_GDAL[self.dtype.name], options)
+                self._ds.SetGeoTransform(tuple(geotransform or like.geotransform))
+                if like.projection:
+                    self._ds.SetProjection(like.projection)
+                if metadata:
+                    self._ds.SetMetadata({str(k): str(v) for k, v in metadata.items()})
+                names = list(band_names or (like.band_names if self.bands == like.bands else []))
+                wl = list(wavelengths or (like.wavelengths or [] if self.bands == like.bands else []))
+                self._set_band_metadata(names, wl, scales, offsets)
+                if driver_name == "ENVI" and wl:
+                    self._ds.SetMetadataItem("wavelength", "{" + ", ".join(f"{v:.3f}" for v in wl) + "}", "ENVI")
+                    self._ds.SetMetadataItem("wavelength_units", "Nanometers", "ENVI")
+        except BaseException:
+            self.discard()
+            raise
+
+    def _errors(self):
+        return gdal_errors(self.path, "write", temp=self.temp)
 
     def _set_band_metadata(self, names, wavelengths, scales, offsets) -> None:
         for i in range(self.bands):
@@ -314,27 +382,29 @@ class RasterWriter:
     def write(self, array: np.ndarray, x0: int, y0: int) -> None:
         """Write a (bands, h, w) block at column x0, row y0 (already in the output's units and type)."""
         block = np.ascontiguousarray(array, dtype=self.dtype)
-        for i in range(self.bands):
-            self._ds.GetRasterBand(i + 1).WriteArray(block[i], x0, y0)
+        with self._errors():
+            for i in range(self.bands):
+                self._ds.GetRasterBand(i + 1).WriteArray(block[i], x0, y0)
+
+    def finish(self) -> None:
+        """Flush and close the temporary file (DampInputError if that fails, e.g. on a full disk)."""
+        if self._ds is None:
+            return
+        with self._errors():
+            self._ds.FlushCache()
+            self._ds = None
 
     def discard(self) -> None:
-        """Drop the temporary file; the destination is not touched."""
+        """Drop the temporary file and its side-cars; the destination is not touched. Never raises."""
         self._ds = None
-        if self._tmp.exists() or any(self._tmp.parent.glob(self._tmp.stem + "*")):
-            try:
-                self._driver.Delete(str(self._tmp))
-            except RuntimeError:
-                pass
-            for leftover in self._tmp.parent.glob(self._tmp.stem + "*"):
-                leftover.unlink(missing_ok=True)
+        try:
+            delete_file_set(self.temp)
+        except OSError:
+            pass
 
     def commit(self) -> Path:
         """Close the file and move it (with its side-car files) onto the destination."""
-        self._ds.FlushCache()
-        self._ds = None
-        if self.path.exists():
-            self._driver.Delete(str(self.path))
-        self._driver.Rename(str(self.path), str(self._tmp))
+        commit_together([self])
         return self.path
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -7,7 +7,6 @@ more than one small vector per tile.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from contextlib import contextmanager
@@ -139,12 +138,11 @@ class RunStats:
 
 
 def write_json_atomically(path: str | os.PathLike, data: dict) -> Path:
-    """Write `data` as indented JSON to a temporary file beside `path`, then move it into place."""
-    path = Path(path).expanduser().resolve()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """Write `data` as indented JSON to a hidden temporary file beside `path`, then move it into place.
+
+    On any failure the previous file at `path` is untouched and no temporary file is left; the
+    error is a DampInputError that names `path`.
+    """
+    from .outputs import JsonOutput, commit_together
+
+    return commit_together([JsonOutput(path, data)])[0]

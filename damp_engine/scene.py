@@ -110,21 +110,35 @@ def output_nodata(nodata: float | None, valid: np.ndarray) -> float | None:
     return float("nan") if not valid.all() else None
 
 
-def evaluate_rasters(reference: str | os.PathLike, test: str | os.PathLike) -> dict[str, float]:
-    """PSNR / SSIM / SAM / ERGAS of `test` against `reference`, both scaled by the reference's factor.
+def evaluate_rasters(reference: str | os.PathLike, test: str | os.PathLike,
+                     data_range: float | None = None) -> dict[str, float]:
+    """PSNR / SSIM / SAM / ERGAS of `test` against `reference`, and the "peak" they were scored with.
 
-    Pixels invalid in either raster and bands without data in the reference are left out.
+    The field's convention (`quality.raster_convention`): the peak is the reference's maximum
+    over the scored samples, or `data_range` when given (e.g. 1 for reflectance, 65535 for
+    16-bit counts); both rasters, in physical units (band scale and offset applied), are divided
+    by it and neither is clipped, so a raster scored against itself gets the PSNR cap, SSIM 1,
+    SAM 0 and ERGAS 0. Pixels invalid in either raster and bands without any valid sample in the
+    reference are left out; SSIM's windows see those pixels as 0 in both rasters.
     """
-    from .quality import evaluate
+    from .quality import check_data_range, evaluate, reference_peak
 
-    ref, ref_valid, ref_info, scaling = read_scaled(reference)
+    given = None if data_range is None else check_data_range(data_range)
+    with RasterReader(reference, min_bands=3) as reader:
+        ref, ref_valid = reader.read_all()
+        ref_shape = reader.info.shape
     with RasterReader(test) as reader:
-        if reader.info.shape != ref_info.shape:
-            raise DampInputError(f"The rasters differ in shape: reference {ref_info.shape} vs test "
+        if reader.info.shape != ref_shape:
+            raise DampInputError(f"The rasters differ in shape: reference {ref_shape} vs test "
                                  f"{reader.info.shape} (bands, rows, cols); compare rasters on the same grid.")
         est, est_valid = reader.read_all()
-    keep = scaling.good_bands
+    keep = ref_valid.any(axis=(1, 2))
     valid = (ref_valid & est_valid)[keep].all(axis=0)
     if not valid.any():
         raise DampInputError("The two rasters share no valid pixel; nothing to compare.")
-    return evaluate(ref[keep], est[keep] / scaling.factor, valid=valid)
+    ref, est = ref[keep], est[keep]
+    ref[:, ~valid] = 0.0
+    est[:, ~valid] = 0.0
+    peak = given if given is not None else reference_peak(ref, valid)
+    scores = evaluate(ref.astype(np.float64) / peak, est.astype(np.float64) / peak, valid=valid, clip=False)
+    return {**scores, "peak": peak}

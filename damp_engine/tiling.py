@@ -377,10 +377,12 @@ def _resolve_model(model: ModelArg, device: str) -> LoadedModel:
 
 
 def _check_settings(tile: int, halo: int, batch: int, prompt_scope: str = "scene") -> None:
+    from .limits import halo_problem
+
     if tile < MIN_TILE:
         raise DampInputError(f"The tile size must be at least {MIN_TILE} pixels, not {tile}.")
-    if halo < 0:
-        raise DampInputError(f"The halo cannot be negative ({halo}); 32 pixels is a good default.")
+    if halo_problem(halo):
+        raise DampInputError(halo_problem(halo))
     if batch < 1:
         raise DampInputError(f"The batch must be at least 1 tile, not {batch}.")
     if prompt_scope not in PROMPT_SCOPES:
@@ -394,14 +396,13 @@ def _check_size(info: RasterInfo, factor: int) -> None:
 
 
 def _check_outputs(src, mask, outputs: Sequence, report) -> tuple[list[Path | None], Path | None]:
-    """Resolved output raster paths and report path; DampInputError if one would overwrite an
-    input or another output, or lies in a missing folder."""
+    """Resolved output raster paths and report path, checked before any work starts; DampInputError
+    if one would overwrite an input or another output, is a folder or a file that is not a raster
+    (the report: not a regular file), or lies in a missing or unwritable folder."""
+    from .outputs import check_output_file
+
     paths = [None if p is None else check_output_path(p, src, mask) for p in outputs]
-    report_path = None
-    if report is not None:
-        report_path = Path(report).expanduser().resolve()
-        if not report_path.parent.is_dir():
-            raise DampInputError(f"The report's folder {report_path.parent} does not exist; create it first.")
+    report_path = None if report is None else check_output_file(report, "report", (src, mask))
     given = [p for p in (*paths, report_path) if p is not None]
     inputs = {Path(p).expanduser().resolve() for p in (src, mask) if p is not None}
     if len(set(given)) < len(given) or inputs & set(given):
@@ -430,7 +431,10 @@ def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch:
     loaded = _resolve_model(model, device)
     net = loaded.net
     stats = RunStats()
+    from .outputs import OutputGroup
+
     with ExitStack() as stack:
+        group = stack.enter_context(OutputGroup())  # every output is moved into place together, at the end
         reader = stack.enter_context(RasterReader(src, min_bands=3))
         info = reader.info
         _check_size(info, factor)
@@ -442,7 +446,7 @@ def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch:
         align = multiple // math.gcd(multiple, factor)
         grid = TileGrid(info.width, info.height, halo=-(-halo // factor), align=align,
                         min_read=-(-multiple // factor))
-        outputs = TileOutputs(stack, info, factor, output_format(info), net.block_names, *paths, loaded.name)
+        outputs = TileOutputs(group, info, factor, output_format(info), net.block_names, *paths, loaded.name)
         backoff = Backoff(batch, max(1, tile // factor), max(1, MIN_TILE // factor), log)
         if log is not None:
             log(f"Restoring {info.width} x {info.height} px, {int(bands.net.sum())} of {info.bands} bands, "
@@ -454,9 +458,9 @@ def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch:
             if log is not None and sampled:
                 log(f"Routing every tile by the scene's degradation prompt (median of {sampled} tiles).")
         run.run(progress, cancelled)
-    result = _build_report(stats, loaded, info, factor, backoff, halo, scaling, paths, report_path)
-    if report_path is not None:
-        write_json_atomically(report_path, result.to_dict())
+        result = _build_report(stats, loaded, info, factor, backoff, halo, scaling, paths, report_path)
+        if report_path is not None:
+            group.add_json(report_path, result.to_dict())
     return result
 
 

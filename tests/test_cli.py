@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,136 @@ def test_upscale_doubles_the_grid(capsys, tmp_path, sample_raster):
     info, src = open_raster(out), open_raster(sample_raster)
     assert code == 0 and (info.width, info.height) == (2 * src.width, 2 * src.height)
     assert info.geotransform[1] == src.geotransform[1] / 2
+
+
+# --- evaluate: the field's convention, stated in the output ---------------------------------------
+
+CAVE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hsi" / "test" / "cave_balloons.tif"
+
+
+@pytest.fixture(scope="module")
+def cave_pair(tmp_path_factory):
+    """A 31-band 16-bit CAVE crop and a noisy float32 copy of it, as files, with the values as read back."""
+    from osgeo import gdal
+
+    if not CAVE.exists():
+        pytest.fail(f"test data not found: {CAVE}")
+    folder = tmp_path_factory.mktemp("cave")
+    counts = gdal.Open(str(CAVE)).ReadAsArray(200, 180, 64, 48)
+    noisy = counts + np.random.default_rng(3).normal(0, 800, counts.shape)
+    ref = write_raster(folder / "ref.tif", counts.astype(np.uint16))
+    test = write_raster(folder / "test.tif", noisy.astype(np.float32))
+    return ref, test, counts.astype(np.float64), noisy.astype(np.float32).astype(np.float64)
+
+
+def test_evaluate_of_a_raster_against_itself_scores_the_cap(capsys, cave_pair):
+    ref = cave_pair[0]
+    code, out, _ = run(capsys, "evaluate", ref, ref, "--json")
+    scores = json.loads(out)
+    assert code == 0
+    assert (scores["psnr"], scores["ssim"], scores["sam"], scores["ergas"]) == (100.0, 1.0, 0.0, 0.0)
+
+
+def test_evaluate_psnr_and_ssim_equal_scikit_image_per_band_with_the_reference_peak(capsys, cave_pair):
+    from skimage import metrics
+
+    ref, test, r, e = cave_pair
+    peak = r.max()
+    psnr = np.mean([metrics.peak_signal_noise_ratio(a, b, data_range=peak) for a, b in zip(r, e)])
+    ssim = np.mean([metrics.structural_similarity(a, b, data_range=peak) for a, b in zip(r, e)])
+    scores = json.loads(run(capsys, "evaluate", ref, test, "--json")[1])
+    assert scores["peak"] == peak
+    assert scores["psnr"] == pytest.approx(psnr, abs=1e-9)
+    assert scores["ssim"] == pytest.approx(ssim, abs=1e-9)
+
+
+def test_evaluate_data_range_sets_the_peak(capsys, cave_pair):
+    from skimage import metrics
+
+    ref, test, r, e = cave_pair
+    psnr = np.mean([metrics.peak_signal_noise_ratio(a, b, data_range=65535) for a, b in zip(r, e)])
+    scores = json.loads(run(capsys, "evaluate", ref, test, "--json", "--data-range", "65535")[1])
+    assert scores["peak"] == 65535 and scores["psnr"] == pytest.approx(psnr, abs=1e-9)
+
+
+def test_evaluate_does_not_clip_the_test_only(capsys, tmp_path):
+    """A test twice as bright as its reference is scored as twice as bright, not cut at the reference's peak."""
+    cube = smooth_cube(5, 32, 32)
+    ref = write_raster(tmp_path / "ref.tif", cube)
+    bright = write_raster(tmp_path / "bright.tif", 2 * cube)
+    scores = json.loads(run(capsys, "evaluate", ref, bright, "--json")[1])
+    mse = ((cube.astype(np.float64) / cube.max()) ** 2).mean(axis=(1, 2))  # (2c - c)² / peak²
+    assert scores["psnr"] == pytest.approx(np.mean(10 * np.log10(1 / mse)), abs=1e-6)
+
+
+def test_evaluate_states_its_convention_in_text_and_json(capsys, cave_pair):
+    ref, test = cave_pair[:2]
+    text = run(capsys, "evaluate", ref, test)[1]
+    assert "Peak" in text and "reference's maximum" in text and "neither clipped" in text
+    convention = json.loads(run(capsys, "evaluate", ref, test, "--json")[1])["convention"]
+    assert "neither clipped" in convention
+
+
+def test_evaluate_refuses_a_data_range_that_is_not_positive(capsys, cave_pair):
+    code, _, err = run(capsys, "evaluate", cave_pair[0], cave_pair[1], "--data-range", "0")
+    assert_clear_error(code, err)
+    assert "positive number" in err
+
+
+def test_evaluate_of_a_truncated_raster_is_one_sentence(capsys, tmp_path, cave_pair):
+    ref = cave_pair[0]
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(ref.read_bytes()[: ref.stat().st_size // 2])
+    code, _, err = run(capsys, "evaluate", ref, cut)
+    assert_clear_error(code, err)
+    assert "cut.tif" in err and "damaged" in err
+
+
+# --- settings bounds and the error paths of main ------------------------------------------------
+
+@pytest.mark.parametrize("halo", ["-1", "513"])
+def test_halo_outside_the_bounds_qgis_uses_is_refused(capsys, tmp_path, sample_raster, halo):
+    from damp_engine.limits import MAX_HALO
+
+    code, _, err = run(capsys, "restore", sample_raster, tmp_path / "out.tif", "--halo", halo)
+    assert_clear_error(code, err)
+    assert f"0 to {MAX_HALO}" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_halo_bounds_are_in_the_help(capsys):
+    from damp_engine.limits import MAX_HALO
+
+    with pytest.raises(SystemExit):
+        main(["restore", "--help"])
+    assert f"0 to {MAX_HALO}" in " ".join(capsys.readouterr().out.split())
+
+
+def test_sigterm_unwinds_like_ctrl_c_and_restores_the_handler(capsys, monkeypatch, sample_raster):
+    import os
+    import signal
+
+    import damp_engine.cli as cli
+
+    def killed(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not interrupt the command")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(cli, "cmd_prompt", killed)
+    code, _, err = run(capsys, "prompt", sample_raster)
+    assert code == 143 and err == "damp: terminated; no output was written.\n"
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_unexpected_error_is_one_line_without_a_traceback(capsys, monkeypatch, sample_raster):
+    import damp_engine.cli as cli
+
+    def broken(args):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(cli, "cmd_prompt", broken)
+    monkeypatch.delenv("DAMP_TRACEBACK", raising=False)
+    code, _, err = run(capsys, "prompt", sample_raster)
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert "internal error: ZeroDivisionError" in err and "DAMP_TRACEBACK=1" in err

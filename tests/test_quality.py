@@ -106,3 +106,48 @@ def test_mask_of_wrong_shape_is_refused(clean):
 def test_empty_mask_is_refused(clean):
     with pytest.raises(DampInputError):
         evaluate(clean, clean, np.zeros(clean.shape[1:], dtype=bool))
+
+
+# --- the rasters' convention: peak = the reference's maximum, both alike, nothing clipped ---------
+
+def test_evaluate_without_clipping_scores_both_as_they_are(clean, noisy):
+    scores = evaluate(clean, noisy, clip=False)
+    assert scores["psnr"] == pytest.approx(psnr(clean, noisy))
+    assert scores["psnr"] < evaluate(clean, noisy)["psnr"]
+
+
+def test_unclipped_identical_cubes_score_exactly_the_cap(clean):
+    brighter = clean * 1.7  # values above 1, which clipping only the estimate would punish
+    assert evaluate(brighter, brighter, clip=False) == {"psnr": PSNR_CAP, "ssim": 1.0, "sam": 0.0, "ergas": 0.0}
+
+
+def test_reference_peak_is_the_maximum_of_the_scored_samples(clean):
+    from damp_engine.quality import reference_peak
+
+    valid = np.zeros(clean.shape[1:], bool)
+    valid[:10, :10] = True
+    assert reference_peak(clean) == clean.max()
+    assert reference_peak(clean, valid) == clean[:, :10, :10].max()
+
+
+def test_reference_without_a_positive_maximum_asks_for_a_data_range(clean):
+    from damp_engine.quality import reference_peak
+
+    with pytest.raises(DampInputError, match="data range"):
+        reference_peak(-clean)
+
+
+@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), "wide"])
+def test_data_range_must_be_a_positive_number(value):
+    from damp_engine.quality import check_data_range
+
+    with pytest.raises(DampInputError, match="positive number"):
+        check_data_range(value)
+
+
+def test_convention_sentence_states_the_peak_and_that_nothing_is_clipped():
+    from damp_engine.quality import raster_convention
+
+    text = raster_convention(65535.0, given=True)
+    assert "65535" in text and "data range" in text and "neither clipped" in text
+    assert "reference's maximum" in raster_convention(0.8)

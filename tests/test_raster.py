@@ -165,3 +165,81 @@ def test_excluded_bands_do_not_set_the_factor(tmp_path):
         bad[2] = True
         cleaned = measure_scaling(reader, exclude=bad)
     assert plain == pytest.approx(1000.0) and cleaned.factor < 1.0 and cleaned.good_bands.all()
+
+
+# --- damaged files and output checks: one DampInputError that names the user's file ------------
+
+def test_truncated_geotiff_is_a_clear_error_naming_the_file(tmp_path):
+    whole = write_raster(tmp_path / "whole.tif", smooth_cube(8, 40, 40)).read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with RasterReader(cut) as reader, pytest.raises(DampInputError, match=r"Cannot read .*cut\.tif.*damaged"):
+        reader.read_all()
+
+
+def test_damaged_header_is_a_clear_error(tmp_path):
+    whole = bytearray(write_raster(tmp_path / "whole.tif", smooth_cube(8, 16, 16)).read_bytes())
+    whole[2] ^= 0xFF  # the TIFF magic number
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(bytes(whole))
+    with pytest.raises(DampInputError, match="cannot open"):
+        open_raster(bad)
+
+
+def test_output_that_is_a_folder_is_refused(tmp_path, sample_raster):
+    (tmp_path / "out.tif").mkdir()
+    with pytest.raises(DampInputError, match="is a folder"):
+        check_output_path(tmp_path / "out.tif", sample_raster)
+
+
+def test_output_that_is_another_kind_of_file_is_refused(tmp_path, sample_raster):
+    (tmp_path / "notes.tif").write_text("my notes")
+    with pytest.raises(DampInputError, match="not a raster"):
+        check_output_path(tmp_path / "notes.tif", sample_raster)
+
+
+def test_output_that_is_a_raster_may_be_replaced(tmp_path, sample_raster):
+    old = write_raster(tmp_path / "old.tif", smooth_cube(3, 8, 8))
+    assert check_output_path(old, sample_raster) == old.resolve()
+
+
+def test_unwritable_folder_is_refused_naming_the_output(tmp_path, sample_raster, monkeypatch):
+    monkeypatch.setattr("os.access", lambda path, mode: False)
+    with pytest.raises(DampInputError, match=r"Cannot write .*out\.tif: the folder .* is not writable"):
+        check_output_path(tmp_path / "out.tif", sample_raster)
+
+
+def test_writability_is_probed_not_only_asked(tmp_path, sample_raster, monkeypatch):
+    """os.access says yes to root even where writing fails (a read-only mount): a probe file decides."""
+    import os
+
+    real_open = os.open
+
+    def refuse_probe(path, flags, mode=0o777):
+        if ".probe" in str(path):
+            raise PermissionError(13, "Read-only file system")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr("os.access", lambda path, mode: True)
+    monkeypatch.setattr("os.open", refuse_probe)
+    with pytest.raises(DampInputError, match="not writable .read-only file system"):
+        check_output_path(tmp_path / "out.tif", sample_raster)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_error_names_the_destination_not_the_temporary_file(tmp_path, sample_raster):
+    with pytest.raises(DampInputError) as caught:
+        RasterWriter(tmp_path / "gone" / "out.tif", open_raster(sample_raster))
+    assert "out.tif" in str(caught.value) and ".part" not in str(caught.value)
+
+
+def test_writer_temporary_file_is_hidden_and_records_the_pid(tmp_path, sample_raster):
+    import os
+
+    writer = RasterWriter(tmp_path / "out.tif", open_raster(sample_raster))
+    try:
+        assert [p.name for p in tmp_path.iterdir()] == [writer.temp.name]
+        assert writer.temp.name.startswith(".out.") and f".{os.getpid()}." in writer.temp.name
+    finally:
+        writer.discard()
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,18 @@
+"""Bounds of the tiling settings, in one place for the engine's checks, the `damp` command's help
+and the QGIS dialogs. Kept free of torch so that QGIS can build its dialogs without loading it."""
+from __future__ import annotations
+
+MIN_TILE = 32      # pixels; the smallest tile a run accepts
+MIN_HALO = 0       # pixels of context read around each tile
+MAX_HALO = 512     # more context than this only costs time: the network's receptive field is far smaller
+DEFAULT_HALO = 32
+
+
+def halo_problem(halo: int) -> str | None:
+    """Why `halo` is out of bounds (a sentence that says what to give), or None when it is fine."""
+    if isinstance(halo, bool) or not isinstance(halo, int) and not float(halo).is_integer():
+        return f"The halo must be a whole number of pixels from {MIN_HALO} to {MAX_HALO}, not {halo!r}."
+    if not MIN_HALO <= halo <= MAX_HALO:
+        return (f"The halo must be from {MIN_HALO} to {MAX_HALO} pixels, not {halo}; "
+                f"{DEFAULT_HALO} pixels is a good default.")
+    return None
