@@ -104,11 +104,37 @@ def bm4d_denoise(cube: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
     return (out / gain).astype(np.float32)
 
 
+# ----------------------------------------------------------------------------- DAMP's closed form
+
+def subspace_closed_form(cube: np.ndarray, sigmas: np.ndarray | None = None) -> np.ndarray:
+    """The network's starting point (DESIGN §4a) with no network: the scene's noise-whitened
+    spectral basis (fitted on the whole cube), least squares over each pixel's valid bands,
+    wavelet shrinkage of the eigen-images, gaps filled from the basis. Estimates its own noise
+    (``sigmas`` is ignored), as `damp restore` does."""
+    from damp_engine.restoration import restore_cube
+    from damp_engine.scene_analysis import scene_basis
+    from damp_engine.validity import validity_mask
+
+    lost = (cube == 0).reshape(cube.shape[0], -1).all(axis=1)
+    valid, _ = validity_mask(cube, np.ones(cube.shape, bool), lost)
+    basis = scene_basis(cube[None], valid[None])
+    x, ok = torch.from_numpy(cube[None]).float(), torch.from_numpy(valid[None])
+    return restore_cube(None, basis, x, ok, torch.zeros(1, 6)).cube[0].numpy()
+
+
+def closed_form_task(degraded: np.ndarray, record: Degradation) -> np.ndarray:
+    return subspace_closed_form(degraded)
+
+
+CLOSED_FORM = "subspace + wavelet (DAMP's closed form)"
+
+
 DENOISERS: dict[str, Denoiser] = {
     "FastHyDe": fasthyde_denoise,
     "BM4D": bm4d_denoise,
     "wavelet BayesShrink": wavelet_denoise,
     "TV": tv_denoise,
+    CLOSED_FORM: subspace_closed_form,
 }
 
 
@@ -278,10 +304,11 @@ def baselines_for(kind: str, bm4d: bool = False) -> dict[str, Baseline]:
         prefix = "Anscombe + " if kind == "poisson" else ""
         return {prefix + n: denoise_task(DENOISERS[n]) for n in names}
     if kind in BLUR_KINDS:
-        return {"Wiener (true kernel)": wiener_deblur, "Richardson-Lucy (true kernel)": richardson_lucy_deblur}
+        return {"Wiener (true kernel)": wiener_deblur, "Richardson-Lucy (true kernel)": richardson_lucy_deblur,
+                CLOSED_FORM: closed_form_task}
     table: dict[str, dict[str, Baseline]] = {
         "sr": {"bicubic": bicubic_upsample},
         "inpaint": {"biharmonic (true mask)": biharmonic_inpaint},
         "band_loss": {"spectral linear interpolation": spectral_interpolation},
     }
-    return table[kind]
+    return {**table[kind], CLOSED_FORM: closed_form_task}

@@ -27,7 +27,7 @@ from .model import DAMP, Preset
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "resources" / "models" / "damp_tiny.safetensors"
 MODEL_ENV = "DAMP_MODEL"
 CARD_FORMAT = "damp-model"
-CARD_VERSION = 2  # 2: the prompt-gated skip (SkipGate) joined the network
+CARD_VERSION = 3  # 3: v2 restoration in the scene's spectral subspace (DESIGN §4a)
 
 
 def default_model_path() -> Path:
@@ -84,7 +84,7 @@ def save_checkpoint(net: DAMP, path: str | os.PathLike[str], card: dict[str, Any
     """Write ``path`` (.safetensors weights) and its card ``path.with_suffix(".json")``.
 
     The card is ``card`` plus the entries the loader relies on, which take precedence:
-    "format", "card_version", "preset" (the full preset), "bands", "prompt_metrics" and
+    "format", "card_version", "preset" (the full preset), "components", "prompt_metrics" and
     "prompt_normalisation" {"shift", "scale"}. Both files are written atomically. Returns
     the weights path.
     """
@@ -98,7 +98,7 @@ def save_checkpoint(net: DAMP, path: str | os.PathLike[str], card: dict[str, Any
         "format": CARD_FORMAT,
         "card_version": CARD_VERSION,
         "preset": net.preset.to_dict(),
-        "bands": net.preset.bands,
+        "components": net.preset.components,
         "prompt_metrics": list(METRIC_NAMES),
         "prompt_normalisation": {"shift": net.dp_shift.tolist(), "scale": net.dp_scale.tolist()},
     }
@@ -169,10 +169,10 @@ def load_model(path: str | os.PathLike[str] | None = None, device: str = "auto")
             "never loaded.")
     card = read_card(path)
     preset = Preset.from_dict(card["preset"])
-    if card.get("bands") != preset.bands:
+    if card.get("components") != preset.components:
         raise DampInputError(
-            f"The model card of {path.name} says {card.get('bands')!r} bands but its preset "
-            f"{preset.name!r} has {preset.bands}; the card was edited or belongs to another model.")
+            f"The model card of {path.name} says {card.get('components')!r} eigen-image components but its "
+            f"preset {preset.name!r} has {preset.components}; the card was edited or belongs to another model.")
     from .prompt import METRIC_NAMES
 
     if card.get("prompt_metrics", list(METRIC_NAMES)) != list(METRIC_NAMES):
@@ -187,7 +187,7 @@ def load_model(path: str | os.PathLike[str] | None = None, device: str = "auto")
     mismatch = _weights_mismatch(net, tensors)
     if mismatch:
         raise DampInputError(
-            f"This model file was built for the {preset.bands}-band preset {preset.name!r} (says its card), "
+            f"This model file was built for the {preset.components}-component preset {preset.name!r} (says its card), "
             f"but its weights don't match ({mismatch}). Was it trained by another version of DAMP, "
             "or is the card from another model?")
     net.load_state_dict(tensors)

@@ -18,8 +18,8 @@ import torch
 
 from .checkpoint import LoadedModel
 from .errors import DampInputError
-from .prompt import compute_prompt
-from .spectral import restore_cube
+from .restoration import restore_cube
+from .subspace import SpectralBasis
 
 OutOfMemoryError = torch.cuda.OutOfMemoryError
 
@@ -31,52 +31,40 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-class DeviceRunner:
-    """Moves batches of scaled tiles to a device and computes their degradation prompts there."""
+class NetworkRunner:
+    """Restores batches of scaled tiles with a loaded network on its device, under autocast on a GPU."""
 
-    def __init__(self, device: torch.device):
-        self.device = device
+    def __init__(self, model: LoadedModel):
+        self.device = model.device
+        self.net = model.net
+        self.dtype = autocast_dtype(model.device)
 
-    def upload(self, x: np.ndarray) -> torch.Tensor:
-        """(B, C, H, W) float32 on the device; staged in pinned memory for an asynchronous copy to a GPU."""
-        tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    def upload(self, x: np.ndarray, dtype=np.float32) -> torch.Tensor:
+        """A batch on the device; staged in pinned memory for an asynchronous copy to a GPU."""
+        tensor = torch.from_numpy(np.ascontiguousarray(x, dtype=dtype))
         if self.device.type == "cuda":
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor
-
-    def prompt(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 6) degradation prompt of each tile (all its bands), on the device."""
-        return compute_prompt(x).values
 
     def release_memory(self) -> None:
         """Return cached GPU memory after an out-of-memory error (no-op on the CPU)."""
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-
-class NetworkRunner(DeviceRunner):
-    """Also restores batches with a loaded network, under autocast on a GPU."""
-
-    def __init__(self, model: LoadedModel):
-        super().__init__(model.device)
-        self.net = model.net
-        self.dtype = autocast_dtype(model.device)
-
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
-    def restore(self, x: torch.Tensor, prompts: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray]:
-        """(restored (B, C, H, W) float32, gates (B, n_blocks, E) float32) for a batch on the device.
-
-        Any C >= 3 goes through `damp_engine.spectral.restore_cube`; `prompts` (B, V, 6) are the
-        prompts that route each network view (the scene's, or the tile's own), None to let each
-        view route by its own.
-        """
+    def restore(self, basis: SpectralBasis, x: np.ndarray, valid: np.ndarray,
+                prompts: np.ndarray, keep_valid: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(restored (B, C, H, W) float32, gates (B, n_blocks, E) float32) of scaled tiles x with their
+        validity (B, C, H, W) and the raw prompts (B, 6) that route them; keep_valid returns the
+        valid samples unchanged."""
+        cube, ok = self.upload(x), self.upload(valid, dtype=bool)
         with torch.inference_mode(), self._autocast():
-            restored, trace = restore_cube(self.net, x, return_trace=True, prompts=prompts)
-        return restored.float().cpu().numpy(), trace.gates.float().cpu().numpy()
+            result = restore_cube(self.net, basis, cube, ok, self.upload(prompts), keep_valid)
+        return result.cube.float().cpu().numpy(), result.trace.gates.float().cpu().numpy()
 
 
 class Backoff:

@@ -4,21 +4,13 @@
 it?" for a whole raster (sampled) or one pixel window of it, in one call that a GUI can run in a
 worker thread:
 
-1. the raster is scaled to about [0, 1] with ``measure_scaling`` (the factor restoration uses);
-2. the region (the whole raster, or the given window) is read at **full resolution**, never
-   decimated: decimation would sharpen a blurred image and hide the very degradation we look
-   for. A region that fits in ``max_size`` × ``max_size`` pixels is read whole; a larger one is
-   sampled by 2 × 2 windows of ``max_size // 2`` pixels spread evenly over it, so at most
-   ``max_size``² pixels per band are read whatever the raster's size. Windows less than half
-   valid are skipped; gaps in the rest are filled with their band's median, and bands without
-   any valid sample are left out;
-3. the six DP metrics are computed on every window over all kept bands and averaged over windows
-   (the convention of ``prompt_raster``);
-4. the model restores the windows once with ``return_trace=True``, every window routed by the
-   median of the windows' prompts, as ``damp restore`` routes every tile by the scene's prompt;
-   the gates of its DAMoE blocks are averaged over the windows. (For a raster whose band count
-   differs from the model's, the network sees spectral windows and each is routed by the median
-   prompt of that spectral window: see ``damp_engine.spectral``.)
+1. the region (the whole raster, or the given window) is analysed by
+   ``damp_engine.scene_analysis.analyse_scene``, as ``damp restore`` and ``damp prompt`` analyse
+   a scene: at **full resolution** (decimation would sharpen a blurred image and hide the very
+   degradation we look for), on a fixed grid of sample windows, with the same scaling and
+   validity mask; the prompt is the median of the windows' prompts;
+2. the model's routers are evaluated on that prompt (``DAMP.route``): they see only the prompt,
+   so this is exactly how a restoration of the region would route its experts.
 
 ``describe_prompt`` turns the metrics into one line of plain language with evidence, judged
 against the ranges the model card records for clean and for degraded training crops.
@@ -30,12 +22,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 
 from .errors import DampCancelled, DampInputError
 from .raster import RasterReader
-from .scaling import measure_scaling, sample_grid
-from .scene import MIN_VALID_SHARE, fill_invalid
 
 if TYPE_CHECKING:
     from .checkpoint import LoadedModel
@@ -89,20 +78,22 @@ class Inspection:
 
 def inspect_raster(path: str | os.PathLike, window: Window | None = None,
                    model: LoadedModel | str | os.PathLike | None = None, device: str = "auto",
-                   max_size: int = 256, cancelled: Callable[[], bool] | None = None) -> Inspection:
-    """Inspect the raster ``path``, whole (sampled) or in the pixel ``window`` (x0, y0, w, h).
+                   cancelled: Callable[[], bool] | None = None) -> Inspection:
+    """Inspect the raster ``path``, whole or in the pixel ``window`` (x0, y0, w, h).
 
-    ``model`` is a loaded model, a model file, or None for the default model (``load_model``);
-    ``device`` is used only when the model is loaded here. ``cancelled`` is polled between
-    steps; when it returns True the call raises ``DampCancelled``. Raises ``DampInputError`` for
-    a raster with fewer than 3 bands, a window outside the raster or under 8 × 8 pixels, or no
-    part that is at least half valid.
+    The region is analysed as ``damp restore`` analyses a scene (`analyse_scene`: the same
+    sample windows, scaling, validity and prompt), and the model's routers are asked how they
+    route that prompt (`DAMP.route`: the routers see only the prompt, so this is the routing a
+    restoration of the region would use). ``model`` is a loaded model, a model file, or None for
+    the default model; ``device`` is used only when the model is loaded here. ``cancelled`` is
+    polled between steps; when it returns True the call raises ``DampCancelled``. Raises
+    ``DampInputError`` for a raster with fewer than 3 bands, a window outside the raster or
+    under 8 × 8 pixels, or no part that is at least a quarter valid.
     """
     import torch
 
     from .checkpoint import LoadedModel, load_model
-    from .prompt import METRIC_NAMES, compute_prompt
-    from .spectral import restore_cube, view_prompts
+    from .scene_analysis import analyse_scene
 
     def check() -> None:
         if cancelled is not None and cancelled():
@@ -110,38 +101,18 @@ def inspect_raster(path: str | os.PathLike, window: Window | None = None,
 
     with RasterReader(path, min_bands=3) as reader:
         region = _region(reader.info.width, reader.info.height, window)
-        windows = sample_windows(region, max_size)
-        scaling = measure_scaling(reader)
-        keep = scaling.good_bands
-        if keep.sum() < 3:
-            raise DampInputError(f"{path} has fewer than 3 bands with valid data; the prompt needs at least 3.")
-        tiles, used = [], []
-        for x0, y0, w, h in windows:
-            check()
-            data, valid = reader.read(x0, y0, w, h)
-            data, valid = data[keep], valid[keep]
-            if valid.all(axis=0).mean() >= MIN_VALID_SHARE:
-                tiles.append(fill_invalid(data, valid) / np.float32(scaling.factor))
-                used.append((x0, y0, w, h))
-    if not tiles:
-        raise DampInputError(f"{path}: no part of this area is at least half valid pixels; "
-                             "move to an area with data.")
-    check()
-    batch = torch.from_numpy(np.stack(tiles))
-    metrics = dict(zip(METRIC_NAMES, compute_prompt(batch).values.double().mean(dim=0).tolist()))
+        analysis = analyse_scene(reader, region=region, cancelled=cancelled)
+    metrics = analysis.prompt_dict()
     check()
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device)
-    with torch.inference_mode():
-        batch = batch.to(loaded.device)
-        scene = view_prompts(batch, loaded.net.preset.bands).median(dim=0).values
-        _, trace = restore_cube(loaded.net, batch, return_trace=True, prompts=scene.expand(len(tiles), -1, -1))
+    trace = loaded.net.route(torch.as_tensor(analysis.prompt[None], device=loaded.device))
     ranges = card_ranges(loaded.card)
     reading, evidence = describe_prompt(metrics, ranges)
     return Inspection(
         metrics=metrics, ranges=ranges, reading=reading, evidence=evidence,
         block_names=list(trace.block_names), gates=trace.mean_gates().double().cpu().tolist(),
         spatial_share=trace.spatial_share.double().cpu().tolist(), device=device_label(loaded.device),
-        model=loaded.name, windows=used, bands=int(keep.sum()),
+        model=loaded.name, windows=list(analysis.windows), bands=int((~analysis.lost).sum()),
     )
 
 
@@ -159,16 +130,6 @@ def _region(width: int, height: int, window: Window | None) -> Window:
         raise DampInputError(f"The visible part of the layer is {xb - xa} × {yb - ya} pixels; the "
                              f"degradation prompt needs at least {MIN_SIDE} × {MIN_SIDE}. Zoom out.")
     return (xa, ya, xb - xa, yb - ya)
-
-
-def sample_windows(region: Window, max_size: int) -> list[Window]:
-    """The full-resolution windows read for ``region``: itself if it fits in ``max_size``², else
-    2 × 2 windows of ``max_size // 2`` pixels spread evenly over it (clipped to the region)."""
-    x0, y0, w, h = region
-    if w <= max_size and h <= max_size:
-        return [region]
-    side = max(MIN_SIDE, max_size // 2)
-    return [(x0 + x, y0 + y, ww, hh) for x, y, ww, hh in sample_grid(w, h, window=side, count=2)]
 
 
 def device_label(device: Any) -> str:

@@ -1,20 +1,26 @@
 """Training and fine-tuning of DAMP on a folder of rasters, resumable from checkpoints.
 
-Each sample is a random crop of a random raster, a random window of the model's band count along
-the spectrum (bands without data skipped), flipped and rotated, then degraded by one draw from the
-training mix of `degrade.sample_training_degradation` (never the zero-shot kinds). The loss is
-Charbonnier + 0.01 × the routers' load-balancing loss; AdamW with warm-up and cosine decay.
+Each sample is a random crop of a random raster with all its bands (bands without data dropped),
+flipped and rotated, then degraded by one draw from the training mix of
+`degrade.sample_training_degradation` (never the zero-shot kinds). As at inference (DESIGN §4a),
+the degraded crop gets its validity mask, its spectral basis and its closed-form eigen-image
+estimate (`damp_engine.restoration.network_input`); the network adds to that estimate. The loss
+is Charbonnier on the restored cube in the crop's own bands (whatever their number) + 0.01 × the
+routers' load-balancing loss; AdamW with warm-up and cosine decay.
 Checkpoints are safetensors (weights, and optimiser moments for `--resume`) plus JSON cards.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import math
+import multiprocessing
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from collections import deque
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -25,9 +31,13 @@ from safetensors.torch import load_file, save_file
 from .checkpoint import load_model, resolve_device, save_checkpoint
 from .degrade import degrade, sample_training_degradation
 from .errors import DampCancelled, DampInputError
-from .model import DAMP, get_preset
+from .model import DAMP, get_preset, prompt_features
 from .raster import RASTER_SUFFIXES, RasterReader
+from .restoration import network_input
 from .scaling import measure_scaling
+from .scene_analysis import scene_basis
+from .subspace import SpectralBasis, reconstruct
+from .validity import validity_mask
 
 AUX_WEIGHT = 0.01
 
@@ -51,7 +61,7 @@ class TrainConfig:
     threads: int | None = None
     prompt_samples: int = 256
     base_model: str | None = None
-    extra: dict = field(default_factory=dict)
+    loader_workers: int = 0
 
 
 @dataclass
@@ -100,60 +110,77 @@ def load_scene(path: Path, min_bands: int, min_size: int) -> Scene | None:
     return Scene(path.name, np.ascontiguousarray(cube, np.float32), file_sha256(path))
 
 
-def sample_crop(scene: Scene, bands: int, crop: int, rng: np.random.Generator) -> np.ndarray:
-    """A random (bands, crop, crop) training crop with a random flip and rotation."""
-    c, h, w = scene.cube.shape
+def sample_crop(scene: Scene, crop: int, rng: np.random.Generator) -> np.ndarray:
+    """A random (C, crop, crop) training crop with all the scene's bands, randomly flipped and rotated."""
+    _, h, w = scene.cube.shape
     y, x = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
-    if c >= bands:
-        b = rng.integers(0, c - bands + 1)
-        patch = scene.cube[b:b + bands, y:y + crop, x:x + crop]
-    else:
-        patch = resample_bands(scene.cube[:, y:y + crop, x:x + crop], bands)
+    patch = scene.cube[:, y:y + crop, x:x + crop]
     patch = np.rot90(patch, k=int(rng.integers(4)), axes=(1, 2))
     if rng.random() < 0.5:
         patch = patch[:, :, ::-1]
     return np.ascontiguousarray(patch)
 
 
-def resample_bands(cube: np.ndarray, bands: int) -> np.ndarray:
-    """Linear interpolation of a (C, H, W) cube onto `bands` evenly spaced spectral positions."""
-    src = np.linspace(0, 1, cube.shape[0])
-    dst = np.linspace(0, 1, bands)
-    idx = np.clip(np.searchsorted(src, dst, side="right") - 1, 0, cube.shape[0] - 2)
-    t = ((dst - src[idx]) / (src[idx + 1] - src[idx]))[:, None, None]
-    return ((1 - t) * cube[idx] + t * cube[idx + 1]).astype(np.float32)
+@dataclass
+class Sample:
+    """One training sample: the network input and what turns its output back into the cube."""
+
+    inputs: torch.Tensor       # (2K + 1, H, W)
+    prompt: torch.Tensor       # (6,) raw prompt of the degraded crop
+    basis: SpectralBasis
+    z: torch.Tensor            # (K, H, W) eigen-images of the degraded crop
+    degraded: torch.Tensor     # (C, H, W)
+    valid: torch.Tensor        # (C, H, W) bool
+    clean: torch.Tensor        # (C, H, W)
 
 
-def make_batch(scenes: list[Scene], bands: int, crop: int, batch: int,
-               rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(degraded, clean) tensors of shape (batch, bands, crop, crop)."""
-    clean, degraded = [], []
+def make_sample(clean: np.ndarray, kind: str, params: dict, seed: int) -> Sample:
+    """Degrade a clean crop (kind None: leave it clean) and prepare it as `restore_raster` prepares a tile."""
+    from .prompt import compute_prompt
+
+    degraded = clean.copy() if kind is None else degrade(clean, kind, seed=seed, **params)[0]
+    lost = (degraded == 0).reshape(degraded.shape[0], -1).all(axis=1)
+    valid, _ = validity_mask(degraded, np.ones(degraded.shape, bool), lost)
+    basis = scene_basis(degraded[None], valid[None])
+    x, v = torch.from_numpy(degraded)[None], torch.from_numpy(valid)[None]
+    inputs, z = network_input(basis, x, v)
+    return Sample(inputs[0], compute_prompt(degraded).values[0], basis, z[0], x[0], v[0], torch.from_numpy(clean))
+
+
+CLEAN_SHARE = 0.125  # share of training crops left clean, so the network learns to keep them as they are
+
+
+def make_batch(scenes: list[Scene], crop: int, batch: int, rng: np.random.Generator) -> list[Sample]:
+    """`batch` training samples from random scenes, degradations and seeds (some left clean)."""
+    samples = []
     for _ in range(batch):
-        patch = sample_crop(scenes[rng.integers(len(scenes))], bands, crop, rng)
+        patch = sample_crop(scenes[rng.integers(len(scenes))], crop, rng)
         kind, params = sample_training_degradation(rng)
-        noisy, _ = degrade(patch, kind, seed=int(rng.integers(2**31)), **params)
-        clean.append(patch)
-        degraded.append(noisy)
-    return torch.from_numpy(np.stack(degraded)), torch.from_numpy(np.stack(clean))
+        if rng.random() < CLEAN_SHARE:
+            kind, params = None, {}
+        samples.append(make_sample(patch, kind, params, int(rng.integers(2**31))))
+    return samples
 
 
-def prompt_statistics(scenes: list[Scene], bands: int, crop: int, count: int = 256,
-                      seed: int = 12345) -> dict:
+def prompt_statistics(scenes: list[Scene], crop: int, count: int = 256, seed: int = 12345) -> dict:
     """DP statistics over degraded and clean training crops.
 
-    Returns the normalisation (mean and std of the raw metrics over both) and, per metric, the
-    5–95 % range on clean and on degraded crops (shown to users as the "seen in training" bars).
+    Returns the normalisation (mean and std of `prompt_features` of the raw metrics over both)
+    and, per metric, the 5–95 % range of the raw metrics on clean and on degraded crops (shown
+    to users as the "seen in training" bars).
     """
     from .prompt import METRIC_NAMES, compute_prompt
 
     rng = np.random.default_rng(seed)
     degraded_rows, clean_rows = [], []
-    for _ in range(max(1, count // 8)):
-        degraded, clean = make_batch(scenes, bands, crop, 8, rng)
+    for _ in range(max(1, count)):
+        patch = sample_crop(scenes[rng.integers(len(scenes))], crop, rng)
+        kind, params = sample_training_degradation(rng)
+        degraded, _ = degrade(patch, kind, seed=int(rng.integers(2**31)), **params)
         degraded_rows.append(compute_prompt(degraded).values.double())
-        clean_rows.append(compute_prompt(clean).values.double())
+        clean_rows.append(compute_prompt(patch).values.double())
     degraded_v, clean_v = torch.cat(degraded_rows), torch.cat(clean_rows)
-    both = torch.cat([degraded_v, clean_v])
+    both = prompt_features(torch.cat([degraded_v, clean_v]))
 
     def ranges(v: torch.Tensor) -> dict[str, list[float]]:
         q = torch.quantile(v, torch.tensor([0.05, 0.95], dtype=v.dtype), dim=0)
@@ -161,6 +188,68 @@ def prompt_statistics(scenes: list[Scene], bands: int, crop: int, count: int = 2
 
     return {"shift": both.mean(0).tolist(), "scale": both.std(0).clamp_min(1e-6).tolist(),
             "ranges": {"clean": ranges(clean_v), "degraded": ranges(degraded_v)}}
+
+
+def batch_loss(net: DAMP, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Charbonnier of the restored cubes against the clean crops, mean over samples; aux loss)."""
+    device = net.dp_shift.device
+    inputs = torch.stack([s.inputs for s in samples]).float().to(device)
+    out = net(inputs, torch.stack([s.prompt for s in samples]).to(device))
+    losses = []
+    for i, s in enumerate(samples):
+        in_use = np.where(np.arange(s.basis.signal_std.size) < s.basis.rank, s.basis.signal_std, 0.0)
+        components = out.components[i] * torch.as_tensor(in_use, dtype=torch.float32, device=device)[:, None, None]
+        restored = reconstruct(s.basis, components[None])[0]
+        degraded, valid = s.degraded.to(device), s.valid.to(device)
+        fitted = reconstruct(s.basis, s.z[None].float().to(device))[0]
+        complement = torch.where(valid, degraded - fitted, torch.zeros_like(degraded))
+        cube = restored + out.complement_share[i] * complement
+        losses.append(charbonnier(cube, s.clean.to(device)))
+    return torch.stack(losses).mean(), out.aux
+
+
+_WORKER_SCENES: list[Scene] = []
+
+
+def _load_worker(files: list[str], crop: int) -> None:
+    """Initialise a batch-making process: one torch thread, the training scenes in memory."""
+    torch.set_num_threads(1)
+    _WORKER_SCENES[:] = [s for s in (load_scene(Path(f), 3, crop) for f in files) if s is not None]
+
+
+def _worker_batch(seed: int, step: int, crop: int, batch: int) -> list[Sample]:
+    return make_batch(_WORKER_SCENES, crop, batch, np.random.default_rng([seed, step]))
+
+
+class BatchStream:
+    """The batches of steps first, first + 1, ...: made in the training process, or ahead of it in
+    ``workers`` background processes (at most ``2 × workers`` batches queued), identical either way."""
+
+    def __init__(self, cfg: TrainConfig, files: list[Path], scenes: list[Scene], first: int):
+        self.cfg, self.scenes, self.next_step = cfg, scenes, first
+        self.pending: deque = deque()
+        self.pool = None
+        if cfg.loader_workers > 0:
+            ctx = multiprocessing.get_context("spawn")
+            self.pool = ctx.Pool(cfg.loader_workers, initializer=_load_worker,
+                                 initargs=([str(f) for f in files], cfg.crop))
+
+    def _submit(self) -> None:
+        while len(self.pending) < 2 * self.cfg.loader_workers and self.next_step < self.cfg.steps:
+            self.pending.append(self.pool.apply_async(
+                _worker_batch, (self.cfg.seed, self.next_step, self.cfg.crop, self.cfg.batch)))
+            self.next_step += 1
+
+    def batch(self, step: int) -> list[Sample]:
+        if self.pool is None:
+            return make_batch(self.scenes, self.cfg.crop, self.cfg.batch, np.random.default_rng([self.cfg.seed, step]))
+        self._submit()
+        return self.pending.popleft().get()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
 
 
 LOG_HEADER = ["step", "loss", "aux", "lr", "samples_per_s", "elapsed_s"]
@@ -252,7 +341,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[float], No
             card = {**card, "fine_tuned_from": str(cfg.base_model)}
     else:
         net, card = DAMP(get_preset(cfg.preset)).to(device), {}
-    bands = net.preset.bands
     files = list_rasters(cfg.data)
     scenes = [s for s in (load_scene(f, 3, cfg.crop) for f in files) if s is not None]
     if not scenes:
@@ -261,7 +349,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[float], No
         f"{len(scenes)} rasters, device {device}")
 
     if not card:
-        stats = prompt_statistics(scenes, bands, cfg.crop, count=cfg.prompt_samples)
+        stats = prompt_statistics(scenes, cfg.crop, count=cfg.prompt_samples)
         net.set_prompt_normalisation(torch.tensor(stats["shift"]), torch.tensor(stats["scale"]))
         card = {"prompt_ranges": stats["ranges"]}
     net.train()
@@ -280,7 +368,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[float], No
 
     bar = ProgressLine(cfg.steps)
     kept_rows = read_log(log_path, up_to=step)
-    with open(log_path, "w", newline="") as fh:
+    stream = BatchStream(cfg, files, scenes, step)
+    with open(log_path, "w", newline="") as fh, contextlib.closing(stream):
         writer = csv.writer(fh)
         writer.writerow(LOG_HEADER)
         writer.writerows(kept_rows)
@@ -288,14 +377,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[float], No
         while step < cfg.steps:
             if cancelled and cancelled():
                 raise DampCancelled()
-            rng = np.random.default_rng([cfg.seed, step])
-            degraded, clean = (t.to(device) for t in make_batch(scenes, bands, cfg.crop, cfg.batch, rng))
+            samples = stream.batch(step)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, cfg)
             t_step = time.time()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                pred, aux = net(degraded, return_aux=True)
-                loss = charbonnier(pred.float(), clean) + AUX_WEIGHT * aux
+                fit, aux = batch_loss(net, samples)
+                loss = fit + AUX_WEIGHT * aux
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

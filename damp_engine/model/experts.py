@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .attention import WindowAttention
@@ -42,22 +43,27 @@ class SpatialBranch(nn.Module):
 
 
 class SpectralBranch(nn.Module):
-    """E_c: 1x1 conv C -> C, then channel attention along the band/feature axis.
+    """E_c: 1x1 conv C -> C, then channel attention along the channel axis, pooled locally.
 
-    (B, C, H, W) -> (B, C, H, W): the conv output y is average-pooled to a descriptor (B, C); a
-    1-D convolution (kernel 7) slides along its channel axis, so each channel's gate sees its
-    neighbouring channels; y is multiplied by the sigmoid of the result.
+    (B, C, H, W) -> (B, C, H, W): the conv output y is averaged over a ``pool`` × ``pool`` box
+    around every pixel (a local descriptor, so the receptive field stays bounded and tiles
+    join seamlessly, DESIGN §4a.6); a 1-D convolution (kernel 7) slides along the channel axis
+    of each pixel's descriptor, and y is multiplied by the sigmoid of the result.
     """
 
-    def __init__(self, dim: int, kernel: int = 7) -> None:
+    def __init__(self, dim: int, kernel: int = 7, pool: int = 9) -> None:
         super().__init__()
         self.mix = nn.Conv2d(dim, dim, 1)
         self.channel_conv = nn.Conv1d(1, 1, kernel, padding=kernel // 2)
+        self.pool = pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.mix(x)
-        gate = torch.sigmoid(self.channel_conv(y.mean(dim=(2, 3))[:, None, :]))  # (B, 1, C)
-        return y * gate[:, 0, :, None, None]
+        b, c, h, w = y.shape
+        local = F.avg_pool2d(y, self.pool, stride=1, padding=self.pool // 2, count_include_pad=False)
+        descriptor = local.permute(0, 2, 3, 1).reshape(-1, 1, c)
+        gate = torch.sigmoid(self.channel_conv(descriptor)).reshape(b, h, w, c).permute(0, 3, 1, 2)
+        return y * gate
 
 
 class SSAM(nn.Module):
@@ -97,11 +103,13 @@ def _cv_squared(values: torch.Tensor) -> torch.Tensor:
 
 
 class Router(nn.Module):
-    """Noisy top-k gate driven by the features and the degradation-prompt embedding.
+    """Noisy top-k gate driven by the degradation-prompt embedding of the scene.
 
-    (x_a (B, C, H, W), e (B, emb)) -> (gates (B, E), aux ()).
+    (e (B, emb)) -> (gates (B, E), aux ()).
 
-    logits = W_x·GAP(x_a) + b + W_e·e (the additive form of DESIGN §4). In training, Gaussian
+    logits = W_e·e + b. The feature term W_x·GAP(x_a) of DESIGN §4 is left out on purpose: a
+    global average over a tile would make each tile route differently and break the bounded
+    receptive field of DESIGN §4a.6, while the prompt is measured once per scene. In training, Gaussian
     noise of variance 1/E is added to the logits; softmax; the top-k probabilities of each
     sample are kept and renormalised to sum to 1, the others set to 0. In eval mode there is no
     noise, so routing is deterministic and per sample.
@@ -112,15 +120,14 @@ class Router(nn.Module):
     k < E; the plain count otherwise).
     """
 
-    def __init__(self, dim: int, emb: int, experts: int, top_k: int) -> None:
+    def __init__(self, emb: int, experts: int, top_k: int) -> None:
         super().__init__()
         self.top_k = top_k
         self.noise_std = experts ** -0.5
-        self.from_features = nn.Linear(dim, experts)
-        self.from_prompt = nn.Linear(emb, experts, bias=False)
+        self.from_prompt = nn.Linear(emb, experts)
 
-    def forward(self, x: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        clean = self.from_features(x.mean(dim=(2, 3))) + self.from_prompt(e)
+    def forward(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        clean = self.from_prompt(e)
         noisy = clean + torch.randn_like(clean) * self.noise_std if self.training else clean
         kept, index = noisy.softmax(dim=-1).topk(self.top_k, dim=-1)
         gates = torch.zeros_like(clean).scatter(1, index, kept / kept.sum(dim=-1, keepdim=True))
@@ -148,7 +155,7 @@ class DAMoE(nn.Module):
 
     Two 1x1 convs split x into a shared part x_s and an adaptive part x_a. The shared part goes
     through one SSAM with a fixed λ_s = 0.9. The router picks top-k experts per sample from
-    GAP(x_a) and e; adaptive = 1x1 conv(Σ_i g_i·SSAM_i(x_a)) + x_a. Only the selected experts
+    the prompt embedding e; adaptive = 1x1 conv(Σ_i g_i·SSAM_i(x_a)) + x_a. Only the selected experts
     run, each on the samples that chose it (sparse, and exact: unselected gates are 0). Finally
     concat(adaptive, shared) -> 1x1 conv.
     """
@@ -161,7 +168,7 @@ class DAMoE(nn.Module):
         fixed_alpha = math.log(SHARED_SPATIAL_SHARE / (1 - SHARED_SPATIAL_SHARE))
         self.shared = SSAM(dim, heads, window, shift, fixed_alpha, learn_share=False)
         self.experts = nn.ModuleList(SSAM(dim, heads, window, shift, a) for a in initial_alphas(experts))
-        self.router = Router(dim, emb, experts, top_k)
+        self.router = Router(emb, experts, top_k)
         self.combine = nn.Conv2d(dim, dim, 1)
         self.fuse = nn.Conv2d(2 * dim, dim, 1)
 
@@ -171,7 +178,7 @@ class DAMoE(nn.Module):
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         shared, adaptive = self.to_shared(x), self.to_adaptive(x)
-        gates, aux = self.router(adaptive, e)
+        gates, aux = self.router(e)
         mixed = torch.zeros_like(adaptive)
         for i, expert in enumerate(self.experts):
             chosen = torch.nonzero(gates[:, i] > 0).flatten()

@@ -51,46 +51,74 @@ class PromptEmbedding(nn.Module):
         return self.body(prompt)
 
 
-class SkipGate(nn.Module):
-    """Per-band share of the input the output keeps, from the prompt embedding: (B, emb) -> (B, C, 1, 1).
+class ComplementGate(nn.Module):
+    """Share of the input's out-of-subspace part the output keeps: (B, emb) -> (B,) in (0, 1).
 
-    sigmoid(Linear(e)), starting near 1 (bias 3): a blurred or band-less input mostly passes
-    through, a noisy one can be let go of quickly. With a fixed identity skip the network has
-    to learn to cancel its whole noisy input before it can denoise, which takes far more steps
-    than a CPU budget allows.
+    sigmoid(Linear(e)), starting at 1/2. Noise lives mostly outside the scene's subspace (share
+    → 0); blur and coarse pixels leave real detail there (share → 1).
     """
 
-    def __init__(self, emb: int, bands: int, open_bias: float = 3.0) -> None:
+    def __init__(self, emb: int) -> None:
         super().__init__()
-        self.linear = nn.Linear(emb, bands)
+        self.linear = nn.Linear(emb, 1)
         nn.init.zeros_(self.linear.weight)
-        nn.init.constant_(self.linear.bias, open_bias)
+        nn.init.zeros_(self.linear.bias)
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.linear(e))[:, :, None, None]
+        return torch.sigmoid(self.linear(e))[:, 0]
+
+
+@dataclass
+class DampOutput:
+    """What one forward pass returns.
+
+    components:        (B, K, H, W) restored eigen-images, in the input's per-component scale.
+    complement_share:  (B,) share of the input's out-of-subspace part to keep (``ComplementGate``).
+    trace:             how every DAMoE block routed (detached).
+    aux:               load-balancing loss summed over the DAMoE blocks (0-d).
+    """
+
+    components: torch.Tensor
+    complement_share: torch.Tensor
+    trace: RoutingTrace
+    aux: torch.Tensor
+
+
+LOG_METRICS = ("hfer", "scm", "scs", "gstd")  # metrics spanning decades: embedded by their log
+
+
+def prompt_features(prompt: torch.Tensor) -> torch.Tensor:
+    """(B, 6) raw prompt -> the values the normalisation applies to: log10 of HFER, SCM, SCS, GSTD.
+
+    Blur and coarse pixels move HFER and GSTD by factors, noise by orders of magnitude; on a
+    log scale both are visible after one normalisation (DESIGN §4a, the prompt's separation).
+    """
+    from ..names import METRIC_NAMES
+
+    logs = torch.tensor([name in LOG_METRICS for name in METRIC_NAMES], device=prompt.device)
+    return torch.where(logs, torch.log10(prompt.clamp_min(1e-8)), prompt)
 
 
 class DAMP(nn.Module):
-    """Degradation-aware metric prompting network (DESIGN §4).
+    """Degradation-aware metric prompting network over eigen-images (DESIGN §4, §4a).
 
-    ``forward(x, prompt=None, return_trace=False, return_aux=False)``:
+    ``forward(x, prompt)`` -> ``DampOutput``:
 
-    x:       (B, C, H, W), C = ``preset.bands``, values about [0, 1], any H, W >= 1. It is padded
-             internally (reflect where the image is large enough, else replicate) to a multiple of
-             ``preset.size_multiple`` and the result cropped back.
-    prompt:  raw degradation-prompt values (B, 6) in ``damp_engine.prompt.METRIC_NAMES`` order,
-             or None to compute them from x (without gradient). They are normalised with the
-             ``dp_shift`` / ``dp_scale`` buffers (saved with the weights) and embedded into
-             e (B, emb), which drives every DAMoE router.
+    x:       (B, 2K + 1, H, W), K = ``preset.components``: the scene's eigen-images z, their
+             closed-form estimate z₀ (both divided by each component's noise-free std) and the
+             gap mask (1 where a pixel had no valid band and z was interpolated). Any H, W >= 1:
+             padded internally (reflect, else replicate) to a multiple of ``preset.size_multiple``
+             and cropped back.
+    prompt:  raw degradation-prompt values (B, 6) of the raw cube (``METRIC_NAMES`` order).
+             `prompt_features` then the ``dp_shift`` / ``dp_scale`` buffers (saved with the
+             weights) normalise it; an MLP embeds it into e (B, emb), which drives every DAMoE
+             router and the complement gate.
 
-    Returns y (B, C, H, W) = net(x) + g(e) ⊙ x, where g is the prompt-gated skip (``SkipGate``,
-    one share per band). Flags append to a tuple, in this order:
-    ``return_trace`` adds a ``RoutingTrace`` (detached), ``return_aux`` adds the load-balancing
-    loss, a scalar summed over all DAMoE blocks (the trainer weights it, 0.01). So the result
-    is ``y``, ``(y, trace)``, ``(y, aux)`` or ``(y, trace, aux)``.
+    The restored eigen-images are z₀ + net(x, e): the network adds to the closed-form estimate
+    (its last convolution starts at zero, so an untrained network returns z₀ exactly).
 
     In eval mode the output is deterministic and each sample's output depends only on that
-    sample (routing has no noise and no batch statistics).
+    sample and on a bounded neighbourhood of each pixel (no global pooling, no batch statistics).
     """
 
     def __init__(self, preset: Preset) -> None:
@@ -104,7 +132,7 @@ class DAMP(nn.Module):
         self.register_buffer("dp_scale", torch.ones(N_METRICS))
         self.embed_prompt = PromptEmbedding(N_METRICS, p.emb)
 
-        self.shallow = nn.Conv2d(p.bands, p.dim, 3, padding=1)
+        self.shallow = nn.Conv2d(2 * p.components + 1, p.dim, 3, padding=1)
         self.encoders = nn.ModuleList(
             encoder_stage(n, dims[level], p.heads[level], p.window, p.ffn_expansion)
             for level, n in enumerate(p.enc_blocks))
@@ -123,13 +151,19 @@ class DAMP(nn.Module):
             self.block_names += [f"dec{level + 1}.{i}" for i in range(n)]
 
         self.refine = encoder_stage(p.refine_blocks, p.dim, p.heads[0], p.window, p.ffn_expansion)
-        self.output = nn.Conv2d(p.dim, p.bands, 3, padding=1)
-        self.skip_gate = SkipGate(p.emb, p.bands)
+        self.output = nn.Conv2d(p.dim, p.components, 3, padding=1)
+        nn.init.zeros_(self.output.weight)
+        nn.init.zeros_(self.output.bias)
+        self.complement_gate = ComplementGate(p.emb)
+
+    @property
+    def in_channels(self) -> int:
+        return 2 * self.preset.components + 1
 
     @torch.no_grad()
     def set_prompt_normalisation(self, shift: Sequence[float] | torch.Tensor,
                                  scale: Sequence[float] | torch.Tensor) -> None:
-        """Store the per-metric normalisation ``(prompt - shift) / scale`` (training statistics)."""
+        """Store the normalisation ``(prompt_features(prompt) - shift) / scale`` (training statistics)."""
         shift_t = torch.as_tensor(shift, dtype=torch.float32).flatten()
         scale_t = torch.as_tensor(scale, dtype=torch.float32).flatten()
         if shift_t.numel() != N_METRICS or scale_t.numel() != N_METRICS:
@@ -143,23 +177,29 @@ class DAMP(nn.Module):
         """λ_s of every expert of every DAMoE block, (n_blocks, E)."""
         return torch.stack([block.moe.spatial_shares() for blocks in self.decoders for block in blocks])
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1] != self.preset.bands or x.shape[2] < 1 or x.shape[3] < 1:
+    def _check_input(self, x: torch.Tensor, prompt: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[2] < 1 or x.shape[3] < 1:
             raise DampInputError(
-                f"The network expects a (batch, {self.preset.bands}, rows, cols) cube, got shape "
-                f"{tuple(x.shape)}; restore other band counts with damp_engine.spectral.restore_cube.")
-
-    def _embed(self, x: torch.Tensor, prompt: torch.Tensor | None) -> torch.Tensor:
-        if prompt is None:
-            from ..prompt import compute_prompt
-
-            with torch.no_grad():
-                prompt = compute_prompt(x).values
+                f"The network expects a (batch, {self.in_channels}, rows, cols) input of eigen-images, got "
+                f"shape {tuple(x.shape)}; restore cubes with damp_engine.restoration.restore_cube.")
         if prompt.shape != (x.shape[0], N_METRICS):
             raise DampInputError(
                 f"The degradation prompt must have shape ({x.shape[0]}, {N_METRICS}), got {tuple(prompt.shape)}.")
+
+    def embed(self, prompt: torch.Tensor) -> torch.Tensor:
+        """(B, 6) raw prompt -> (B, emb) embedding e."""
         prompt = prompt.to(device=self.dp_shift.device, dtype=self.dp_shift.dtype)
-        return self.embed_prompt((prompt - self.dp_shift) / self.dp_scale)
+        return self.embed_prompt((prompt_features(prompt) - self.dp_shift) / self.dp_scale)
+
+    @torch.no_grad()
+    def route(self, prompt: torch.Tensor) -> RoutingTrace:
+        """How every DAMoE block routes an input with raw prompts (B, 6), without running the blocks.
+
+        The routers see only the prompt embedding, so this is the routing of `forward` exactly.
+        """
+        e = self.embed(prompt)
+        gates = [block.moe.router(e)[0] for blocks in self.decoders for block in blocks]
+        return RoutingTrace(list(self.block_names), torch.stack(gates, dim=1), self.spatial_shares().detach())
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         m = self.preset.size_multiple
@@ -170,11 +210,11 @@ class DAMP(nn.Module):
         mode = "reflect" if ph < h and pw < w else "replicate"
         return F.pad(x, (0, pw, 0, ph), mode=mode)
 
-    def forward(self, x: torch.Tensor, prompt: torch.Tensor | None = None, return_trace: bool = False,
-                return_aux: bool = False) -> torch.Tensor | tuple[Any, ...]:
-        self._check_input(x)
-        e = self._embed(x, prompt)
+    def forward(self, x: torch.Tensor, prompt: torch.Tensor) -> DampOutput:
+        self._check_input(x, prompt)
+        e = self.embed(prompt)
         h, w = x.shape[-2:]
+        k = self.preset.components
 
         feats = self.shallow(self._pad(x))
         skips = []
@@ -191,15 +231,10 @@ class DAMP(nn.Module):
                 feats, block_gates, block_aux = block(feats, e)
                 gates.append(block_gates)
                 aux = aux + block_aux
-        y = self.output(self.refine(feats))[..., :h, :w] + self.skip_gate(e) * x
-
-        result: tuple[Any, ...] = (y,)
-        if return_trace:
-            result += (RoutingTrace(list(self.block_names), torch.stack(gates, dim=1).detach(),
-                                    self.spatial_shares().detach()),)
-        if return_aux:
-            result += (aux,)
-        return result[0] if len(result) == 1 else result
+        components = x[:, k:2 * k] + self.output(self.refine(feats))[..., :h, :w]
+        trace = RoutingTrace(list(self.block_names), torch.stack(gates, dim=1).detach(),
+                             self.spatial_shares().detach())
+        return DampOutput(components, self.complement_gate(e), trace, aux)
 
 
 def count_parameters(net: nn.Module) -> int:
@@ -211,7 +246,7 @@ def model_info(preset: str | Preset) -> dict[str, Any]:
     """Size and cost of a preset: ``{"preset", "parameters", "flops_per_pixel"}``.
 
     FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts 2)
-    for one eval-mode pass of the network on a (1, bands, 64, 64) input, divided by 64·64; the
+    for one eval-mode pass of the network on a (1, 2K + 1, 64, 64) input, divided by 64·64; the
     prompt is given, so the metric computation is not included. Only the top-k experts run.
     The global random state is left untouched.
     """
@@ -220,9 +255,9 @@ def model_info(preset: str | Preset) -> dict[str, Any]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = DAMP(p).eval()
-        x = torch.rand(1, p.bands, side, side)
+        x = torch.rand(1, net.in_channels, side, side)
         counter = FlopCounterMode(display=False)
         with torch.no_grad(), counter:
-            net(x, prompt=torch.zeros(1, N_METRICS))
+            net(x, torch.ones(1, N_METRICS))
     return {"preset": p.name, "parameters": count_parameters(net),
             "flops_per_pixel": counter.get_total_flops() / (side * side)}

@@ -17,7 +17,8 @@ class Preset:
     """Sizes of one DAMP network.
 
     name:           short name, stored in the model card.
-    bands:          spectral bands C the network takes and returns.
+    components:     eigen-image channels K the network restores (DESIGN §4a); it takes 2K + 1
+                    channels (noisy eigen-images, their closed-form estimate, the gap mask).
     dim:            channels d at level 1.
     enc_blocks:     encoder blocks per level 1..L-1 (top to bottom), length L-1.
     latent_blocks:  encoder-style blocks at the latent level L.
@@ -40,7 +41,7 @@ class Preset:
     refine_blocks: int
     heads: tuple[int, ...]
     ffn_expansion: float
-    bands: int = 31
+    components: int = 16
     experts: int = 4
     top_k: int = 2
     window: int = 8
@@ -53,8 +54,8 @@ class Preset:
             problems.append("heads must list at least two levels (one above the latent)")
         if len(self.enc_blocks) != levels - 1 or len(self.dec_blocks) != levels - 1:
             problems.append(f"enc_blocks and dec_blocks need {levels - 1} entries (one per level above the latent)")
-        if self.bands < 1 or self.emb < 1 or self.window < 1:
-            problems.append("bands, emb and window must be positive")
+        if self.components < 1 or self.emb < 1 or self.window < 1:
+            problems.append("components, emb and window must be positive")
         if self.dim < 4 or self.dim % 2:
             problems.append("dim must be even and at least 4 (down-sampling halves it)")
         if not 1 <= self.top_k <= self.experts:

@@ -1,0 +1,70 @@
+"""Restoration v2 (DESIGN §4a): keep what is measured, restore in the scene's spectral subspace.
+
+For a scaled cube x (B, C, H, W) with its validity mask and the scene's `SpectralBasis`:
+
+1. z  = the eigen-images of x, by least squares over each pixel's valid bands; pixels with no
+       valid band get a spatial interpolation of z and are flagged in the gap mask;
+2. z₀ = the closed-form estimate (wavelet shrinkage of each eigen-image);
+3. ẑ  = z₀ + net(z, z₀, gap, prompt), the DAMP network routed by the scene's prompt;
+4. x̂  = m + E·ẑ + g·(x − m − E·z) on valid samples, g the prompt-gated share of the input's
+       out-of-subspace part; m + E·ẑ on invalid ones (gaps, dead lines, lost bands).
+
+One network pass of 2K + 1 channels per pixel whatever the band count. This one function
+serves training (with gradients), `damp restore`, the dock and the quality suite.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .model import DAMP, RoutingTrace
+from .subspace import SpectralBasis, fill_gaps, project, reconstruct, shrink
+
+
+@dataclass
+class Restored:
+    """The result of `restore_cube`: the cube (B, C, H, W), the routing and the complement share (B,)."""
+
+    cube: torch.Tensor
+    trace: RoutingTrace | None
+    complement_share: torch.Tensor
+    aux: torch.Tensor
+
+
+def network_input(basis: SpectralBasis, x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input (B, 2K + 1, H, W) for DAMP, z (B, K, H, W)) of a scaled cube and its validity."""
+    z = project(basis, x, valid)
+    usable = valid & torch.as_tensor(basis.weights > 0, device=x.device)[:, None, None]
+    known = usable.any(dim=1, keepdim=True)
+    z = fill_gaps(z, known)
+    z0 = shrink(basis, z)
+    scale = torch.as_tensor(basis.signal_std, dtype=x.dtype, device=x.device)[:, None, None]
+    return torch.cat((z / scale, z0 / scale, (~known).to(x.dtype)), dim=1), z
+
+
+def restore_cube(net: DAMP | None, basis: SpectralBasis, x: torch.Tensor, valid: torch.Tensor,
+                 prompt: torch.Tensor, keep_valid: bool = False) -> Restored:
+    """Restore scaled cubes x (B, C, H, W) with validity (B, C, H, W) bool and raw prompts (B, 6).
+
+    net None gives the closed-form restoration: m + E·z₀, the input's out-of-subspace part dropped.
+    keep_valid returns every valid sample unchanged (a scene that is clean apart from gaps).
+    """
+    inputs, z = network_input(basis, x, valid)
+    k = basis.basis.shape[1]
+    scale = torch.as_tensor(basis.signal_std, dtype=x.dtype, device=x.device)[:, None, None]
+    if net is None:
+        components, share = inputs[:, k:2 * k], x.new_zeros(x.shape[0])
+        trace, aux = None, x.new_zeros(())
+    else:
+        out = net(inputs.to(net.dp_shift.dtype), prompt)
+        components, share, trace, aux = out.components.to(x.dtype), out.complement_share.to(x.dtype), out.trace, out.aux
+    components = components * scale
+    components[:, basis.rank:] = 0
+    restored = reconstruct(basis, components)
+    usable = valid & torch.as_tensor(basis.weights > 0, device=x.device)[:, None, None]
+    complement = torch.where(usable, x - reconstruct(basis, z), torch.zeros_like(x))
+    cube = restored + share[:, None, None, None] * complement
+    if keep_valid:
+        cube = torch.where(usable, x, cube)
+    return Restored(cube, trace, share, aux)

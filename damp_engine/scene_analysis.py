@@ -1,0 +1,164 @@
+"""One analysis of a scene, computed once and used by every tile (DESIGN §4a.2, §5).
+
+From a fixed grid of sample windows of the raster: the robust scaling factor, the bands without
+data, the scene's degradation prompt (the median over the windows of each window's prompt) and
+its spectral basis (`damp_engine.subspace`). `damp restore`, `damp prompt`, the dock and the
+quality suite all read a raster through this, so they agree on what the scene is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .errors import DampCancelled, DampInputError
+from .raster import RasterReader
+from .scaling import Scaling, measure_scaling, sample_grid
+from .subspace import SpectralBasis, fill_gaps, fit_basis, project, with_thresholds
+from .validity import validity_mask
+
+SAMPLE_WINDOW = 64        # side of the sample windows (the training crops' size)
+SAMPLE_WINDOWS = 8        # at most this many per axis
+MAX_BASIS_PIXELS = 40000  # spectra the basis is fitted on (a fixed stride over the windows)
+MIN_VALID_SHARE = 0.25    # a window with fewer valid pixels is not sampled
+NOISE_FREE_SIGMA = 2 / 255  # median band noise below which a scene counts as noise-free
+MISSING_SHARE = 1e-3      # share of missing samples from which a scene counts as having gaps
+
+
+def prompt_input(x: np.ndarray, valid: np.ndarray, void: np.ndarray) -> np.ndarray:
+    """What the prompt is measured on: invalid samples 0 (as the degradations present gaps),
+    void pixels at their band's median valid value (a swath edge is not a gap)."""
+    out = np.where(valid, x, 0).astype(np.float32)
+    if void.any():
+        for band, ok, row in zip(x, valid, out):
+            good = band[ok]
+            row[void] = np.median(good) if good.size else 0.0
+    return out
+
+
+def scene_basis(windows: np.ndarray, valid: np.ndarray, positions: np.ndarray | None = None) -> SpectralBasis:
+    """The basis (with its shrinkage thresholds) of scaled sample windows (N, C, h, w) and validity."""
+    n, c, h, w = windows.shape
+    spectra = windows.transpose(1, 0, 2, 3).reshape(c, -1)
+    ok = valid.transpose(1, 0, 2, 3).reshape(c, -1)
+    pixels = ok.any(axis=0)
+    index = np.flatnonzero(pixels)
+    if index.size > MAX_BASIS_PIXELS:
+        index = index[np.linspace(0, index.size - 1, MAX_BASIS_PIXELS).astype(int)]
+    if index.size < 2 * c and index.size < 64:
+        raise DampInputError("Too few valid pixels to analyse the scene's spectra (fewer than 64).")
+    try:
+        basis = fit_basis(spectra[:, index], ok[:, index], positions)
+    except ValueError as exc:
+        raise DampInputError(f"The scene's spectra cannot be analysed: {exc}.") from exc
+    x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float64))
+    v = torch.from_numpy(valid)
+    z = project(basis, x, v)
+    known = (v & torch.from_numpy(basis.weights > 0)[:, None, None]).any(dim=1, keepdim=True)
+    return with_thresholds(basis, fill_gaps(z, known))
+
+
+@dataclass(frozen=True)
+class SceneAnalysis:
+    """What a raster is, measured once: scaling, lost bands, prompt and spectral basis.
+
+    scaling:   divide stored values (after band scale/offset) by ``scaling.factor``.
+    lost:      (C,) bool, bands that hold no information: nodata everywhere, zero everywhere
+               (a lost band) or marked bad. Their values come from the basis.
+    nodata_bands: (C,) bool, bands nodata everywhere (e.g. absorption bands a provider blanked):
+               they stay nodata in the output.
+    prompt:    (6,) float32 raw scene prompt (``METRIC_NAMES`` order).
+    basis:     the scene's `SpectralBasis` over all C bands.
+    windows:   the sample windows (x0, y0, w, h) it was measured on.
+    missing_share: share of the sampled values that are missing (gaps, dead lines, lost bands)
+               among those the reader returned as valid.
+    """
+
+    scaling: Scaling
+    lost: np.ndarray
+    nodata_bands: np.ndarray
+    prompt: np.ndarray
+    basis: SpectralBasis
+    windows: list[tuple[int, int, int, int]]
+    missing_share: float = 0.0
+
+    @property
+    def noise_free(self) -> bool:
+        """True when the median band noise (HySime-style estimate) is below ``NOISE_FREE_SIGMA``."""
+        sigma = self.basis.noise_sigma
+        return bool(np.isfinite(sigma).any() and np.nanmedian(sigma) < NOISE_FREE_SIGMA)
+
+    @property
+    def keep_valid(self) -> bool:
+        """Return valid samples unchanged: the scene is noise-free and only has missing data to fill
+        (DESIGN §4a.1: missing samples are facts; measured ones are kept)."""
+        return self.noise_free and self.missing_share > MISSING_SHARE
+
+    def prompt_dict(self) -> dict[str, float]:
+        from .prompt import METRIC_NAMES
+
+        return {name: float(v) for name, v in zip(METRIC_NAMES, self.prompt)}
+
+    def to_dict(self) -> dict:
+        return {"scene_prompt": self.prompt_dict(), "scale_factor": self.scaling.factor,
+                "sample_windows": len(self.windows), "basis": self.basis.to_dict(),
+                "missing_share": round(self.missing_share, 6), "noise_free": self.noise_free,
+                "keep_valid": self.keep_valid}
+
+
+def analyse_scene(reader: RasterReader, bad: np.ndarray | None = None, mask: RasterReader | None = None,
+                  region: tuple[int, int, int, int] | None = None,
+                  cancelled: Callable[[], bool] | None = None) -> SceneAnalysis:
+    """Analyse the raster behind `reader`.
+
+    bad:     (C,) bool, bands to regenerate (their values are ignored).
+    mask:    raster of pixels to fill (non-zero), on the raster's grid.
+    region:  (x0, y0, w, h) to analyse only part of the raster (the dock's visible extent).
+    """
+    from .prompt import compute_prompt
+
+    info = reader.info
+    bad = np.zeros(info.bands, bool) if bad is None else bad
+    scaling = measure_scaling(reader, exclude=bad)
+    rx, ry, rw, rh = region or (0, 0, info.width, info.height)
+    grid = [(rx + x, ry + y, w, h) for x, y, w, h in
+            sample_grid(rw, rh, window=min(SAMPLE_WINDOW, rw, rh), count=SAMPLE_WINDOWS)]
+    nonzero = np.zeros(info.bands, bool)
+    for x0, y0, w, h in grid:
+        data, valid = reader.read(x0, y0, w, h)
+        nonzero |= ((data != 0) & valid).reshape(info.bands, -1).any(axis=1)
+    nodata_bands = ~scaling.good_bands
+    lost = nodata_bands | bad | ~nonzero
+    if (~lost).sum() < 3:
+        raise DampInputError(f"Only {int((~lost).sum())} band(s) of {info.path} hold data that is not marked "
+                             "bad; DAMP needs at least 3 bands with data.")
+    windows, cubes, valids, prompts = [], [], [], []
+    missing, measured = 0, 0
+    for x0, y0, w, h in grid:
+        if cancelled is not None and cancelled():
+            raise DampCancelled("The scene analysis was cancelled.")
+        data, valid = reader.read(x0, y0, w, h)
+        fill = None if mask is None else mask.read(x0, y0, w, h)[0][0] != 0
+        x = (data / np.float32(scaling.factor)).astype(np.float32)
+        ok, void = validity_mask(x, valid, lost, fill)
+        if (~void).mean() < MIN_VALID_SHARE:
+            continue
+        windows.append((x0, y0, w, h))
+        usable = valid & ~nodata_bands[:, None, None]
+        missing += int((usable & ~ok).sum())
+        measured += int(usable.sum())
+        cubes.append(np.where(ok, x, 0))
+        valids.append(ok)
+        if min(w, h) >= 8:
+            prompts.append(compute_prompt(prompt_input(x, ok, void)).values[0].double())
+    if not windows:
+        raise DampInputError(f"{info.path}: no part of the raster is at least a quarter valid pixels; "
+                             "there is nothing to analyse.")
+    if not prompts:
+        raise DampInputError(f"{info.path} is too small for the degradation prompt (needs 8 × 8 pixels).")
+    prompt = torch.stack(prompts).median(dim=0).values.float().numpy()
+    positions = np.asarray(info.wavelengths, np.float64) if info.wavelengths else None
+    basis = scene_basis(np.stack(cubes), np.stack(valids), positions)
+    return SceneAnalysis(scaling, lost, nodata_bands, prompt, basis, windows, missing / max(1, measured))

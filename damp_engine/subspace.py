@@ -1,0 +1,279 @@
+"""The scene's spectral subspace (DESIGN §4a.2–3): a noise-whitened basis and its eigen-images.
+
+Hyperspectral spectra lie close to a low-dimensional subspace. From a sample of a scene's
+pixels we estimate every band's noise level σ_c (HySime-style: the residual of regressing the
+band on all the others, read off the inverse covariance), whiten the bands by it, and take the
+leading eigenvectors U of the whitened covariance. In original units the basis is
+E = diag(σ)·U and a spectrum x has eigen-image coordinates
+
+    z = Uᵀ diag(1/σ) (x − m)
+
+so that white noise of the estimated levels becomes unit-variance white noise in every
+component, and noisy bands weigh less in z. The rank k keeps the components whose signal power
+exceeds the noise power they bring in (HySime's rule: whitened eigenvalue λ > 2), bounded to
+``MIN_RANK`` ≤ k ≤ ``MAX_RANK``; the network always sees ``MAX_RANK`` channels, the unused ones
+zero.
+
+Samples that are missing (the validity mask) are handled by least squares over the pixel's
+valid bands only, with the components' signal variance as a prior (a MAP estimate), so a pixel
+with dead-line or lost bands still gets all of its coordinates. Bands that have no valid
+sample at all get basis rows interpolated along wavelength from their neighbours, so the
+reconstruction m + E·z fills them.
+
+The closed-form estimate of the clean eigen-images (`shrink`) is an undecimated (à trous, B3
+spline) wavelet transform with non-negative garrote shrinkage whose thresholds come from the
+scene's sample (BayesShrink), so every tile is treated alike and tiles join seamlessly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MIN_RANK = 4
+MAX_RANK = 16
+SIGNAL_EIGENVALUE = 2.0     # keep a whitened component whose eigenvalue exceeds this (HySime)
+LEVELS = 3                  # wavelet levels of `shrink` (receptive field ±14 px)
+MIN_SIGMA = 1e-5            # noise floor in [0, 1] units (16-bit quantisation is 1.5e-5)
+_B3 = (1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16)
+FILL_SIGMAS = (1.0, 2.0, 4.0, 8.0)  # Gaussian widths of the normalised-convolution gap fill
+
+
+@dataclass(frozen=True)
+class SpectralBasis:
+    """A scene's subspace in the units of the scaled cube.
+
+    mean:        (C,) mean spectrum m.
+    basis:       (C, K) E = diag(σ)·U, K = ``MAX_RANK``; columns ≥ ``rank`` are zero.
+    weights:     (C,) 1/σ per band; 0 for bands without any valid sample.
+    signal_std:  (K,) noise-free standard deviation of each eigen-image in noise units
+                 (sqrt(λ − 1)); 1 for unused components.
+    rank:        k, the number of components in use.
+    thresholds:  (K, LEVELS) garrote thresholds of `shrink`, in noise units.
+    """
+
+    mean: np.ndarray
+    basis: np.ndarray
+    weights: np.ndarray
+    signal_std: np.ndarray
+    rank: int
+    thresholds: np.ndarray
+
+    @property
+    def bands(self) -> int:
+        return int(self.mean.shape[0])
+
+    @property
+    def lost_bands(self) -> np.ndarray:
+        """(C,) bool: bands with no valid sample, filled from the basis."""
+        return self.weights == 0
+
+    @property
+    def noise_sigma(self) -> np.ndarray:
+        """(C,) estimated noise standard deviation per band (NaN for lost bands)."""
+        with np.errstate(divide="ignore"):
+            return np.where(self.weights > 0, 1.0 / np.where(self.weights > 0, self.weights, 1), np.nan)
+
+    def to_dict(self) -> dict:
+        """What a run's report records of the basis."""
+        sigma = self.noise_sigma
+        return {"rank": self.rank, "lost_bands": [int(b) + 1 for b in np.flatnonzero(self.lost_bands)],
+                "noise_sigma_median": float(np.nanmedian(sigma)) if np.isfinite(sigma).any() else None,
+                "signal_std": [round(float(s), 4) for s in self.signal_std[:self.rank]]}
+
+
+def noise_levels(samples: np.ndarray) -> np.ndarray:
+    """(C,) noise std of each band of (C, N) spectra: the residual of regressing it on the others.
+
+    The residual variance of band c regressed on all other bands is 1 / (Σ⁻¹)_cc for the
+    sample covariance Σ (a small ridge keeps Σ invertible).
+    """
+    centred = samples - samples.mean(axis=1, keepdims=True)
+    cov = centred @ centred.T / max(1, samples.shape[1] - 1)
+    ridge = 1e-8 * max(float(np.trace(cov)) / cov.shape[0], 1e-12)
+    precision = np.linalg.inv(cov + ridge * np.eye(cov.shape[0]))
+    return np.sqrt(1.0 / np.clip(np.diag(precision), 1e-30, None))
+
+
+def _whitened_eigen(samples: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, eigenvalues (descending) and eigenvectors of the covariance of samples / σ."""
+    mean = samples.mean(axis=1)
+    white = (samples - mean[:, None]) / sigma[:, None]
+    cov = white @ white.T / max(1, samples.shape[1] - 1)
+    values, vectors = np.linalg.eigh(cov)
+    return mean, values[::-1], vectors[:, ::-1]
+
+
+def fit_basis(samples: np.ndarray, valid: np.ndarray, positions: np.ndarray | None = None,
+              iterations: int = 2) -> SpectralBasis:
+    """Estimate a scene's subspace from (C, N) sample spectra and their (C, N) validity.
+
+    positions: (C,) wavelengths (or band numbers) along which lost bands are interpolated.
+    Missing samples are first imputed by their band's mean, then `iterations` times by the
+    current basis (an EM-style refinement), so dead lines and gaps do not steer the basis.
+    """
+    samples = np.asarray(samples, np.float64)
+    valid = np.asarray(valid, bool)
+    bands = samples.shape[0]
+    positions = np.arange(bands, dtype=np.float64) if positions is None else np.asarray(positions, np.float64)
+    have = valid.mean(axis=1) > 0.01
+    if have.sum() < 3:
+        raise ValueError("fewer than 3 bands have valid samples")
+    x, ok = samples[have], valid[have]
+    band_mean = np.array([row[m].mean() if m.any() else 0.0 for row, m in zip(x, ok)])
+    x = np.where(ok, x, band_mean[:, None])
+    for step in range(iterations + 1):
+        sigma = np.maximum(noise_levels(x), max(MIN_SIGMA, 1e-3 * float(np.median(noise_levels(x)))))
+        mean, values, vectors = _whitened_eigen(x, sigma)
+        rank = int(np.clip((values > SIGNAL_EIGENVALUE).sum(), MIN_RANK, min(MAX_RANK, have.sum())))
+        if step == iterations or ok.all():
+            break
+        u = vectors[:, :rank]
+        white = (x - mean[:, None]) / sigma[:, None]
+        x = np.where(ok, x, mean[:, None] + sigma[:, None] * (u @ (u.T @ white)))
+    k = rank
+    basis = np.zeros((bands, MAX_RANK))
+    basis_have = sigma[:, None] * vectors[:, :k]
+    full_mean = np.zeros(bands)
+    full_mean[have] = mean
+    basis[have, :k] = basis_have
+    if not have.all():
+        known = positions[have]
+        for col in range(k):
+            basis[~have, col] = np.interp(positions[~have], known, basis_have[:, col])
+        full_mean[~have] = np.interp(positions[~have], known, mean)
+    weights = np.zeros(bands)
+    weights[have] = 1.0 / sigma
+    signal_std = np.ones(MAX_RANK)
+    signal_std[:k] = np.sqrt(np.maximum(values[:k] - 1.0, 1e-2))
+    return SpectralBasis(full_mean, basis, weights, signal_std, k, np.zeros((MAX_RANK, LEVELS)))
+
+
+def with_thresholds(basis: SpectralBasis, z: torch.Tensor) -> SpectralBasis:
+    """The basis with BayesShrink thresholds measured on sample eigen-images z (N, K, H, W)."""
+    details = starlet(z)[0]
+    noise = starlet_noise_levels()
+    thresholds = np.zeros((MAX_RANK, LEVELS))
+    for level, d in enumerate(details):
+        var = d.double().pow(2).mean(dim=(0, 2, 3)).numpy()
+        signal = np.sqrt(np.maximum(var - noise[level] ** 2, 1e-12))
+        thresholds[:, level] = noise[level] ** 2 / signal
+    thresholds[basis.rank:] = 0
+    return SpectralBasis(basis.mean, basis.basis, basis.weights, basis.signal_std, basis.rank, thresholds)
+
+
+# ----------------------------------------------------------------------------- projection
+
+def _tensor(a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(a, dtype=like.dtype, device=like.device)
+
+
+def project(basis: SpectralBasis, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Eigen-images z (B, K, H, W) of scaled cubes x (B, C, H, W); `valid` (B, C, H, W) bool or None.
+
+    Fully valid pixels: z = Uᵀ diag(1/σ)(x − m). Pixels with some invalid bands: the MAP
+    least-squares fit over their valid bands (prior: each component's signal variance). Pixels
+    with no valid band get z = 0 here (see `fill_gaps`). Lost bands never count.
+    """
+    w = _tensor(basis.weights, x)
+    e = _tensor(basis.basis, x)
+    centred = (x - _tensor(basis.mean, x)[:, None, None]) * w[:, None, None]
+    white_basis = e * w[:, None]                                   # (C, K) = U on bands with data
+    z = torch.einsum("ck,bchw->bkhw", white_basis, centred)
+    if valid is None:
+        return z
+    usable = valid & (w > 0)[:, None, None]
+    partial = ~usable.all(dim=1) & usable.any(dim=1)                # (B, H, W)
+    if partial.any():
+        z = z.clone()
+        patterns, inverse = torch.unique(usable.permute(0, 2, 3, 1)[partial], dim=0, return_inverse=True)
+        prior = torch.diag(_tensor(1.0 / basis.signal_std ** 2, x))
+        pixels = centred.permute(0, 2, 3, 1)[partial]              # (P, C)
+        solved = torch.empty(pixels.shape[0], MAX_RANK, dtype=x.dtype, device=x.device)
+        for i, pattern in enumerate(patterns):
+            rows = inverse == i
+            a = white_basis[pattern]
+            solved[rows] = torch.linalg.solve(a.T @ a + prior, a.T @ pixels[rows][:, pattern].T).T
+        z.permute(0, 2, 3, 1)[partial] = solved
+    z[:, basis.rank:] = 0
+    return z
+
+
+def reconstruct(basis: SpectralBasis, z: torch.Tensor) -> torch.Tensor:
+    """m + E·z: (B, K, H, W) -> (B, C, H, W)."""
+    return torch.einsum("ck,bkhw->bchw", _tensor(basis.basis, z), z) + _tensor(basis.mean, z)[:, None, None]
+
+
+def fill_gaps(z: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Fill eigen-image pixels where `known` (B, 1, H, W) is False by normalised convolution.
+
+    Gaussian-weighted averages of the known pixels at widths ``FILL_SIGMAS``; each gap pixel
+    takes the finest width at which it has enough known neighbours. Known pixels are unchanged.
+    """
+    if bool(known.all()):
+        return z
+    weight = known.to(z.dtype)
+    out = z * weight
+    filled = known.clone()
+    for sigma in FILL_SIGMAS:
+        kernel = _gaussian(sigma, z)
+        num = _separable(z * weight, kernel)
+        den = _separable(weight, kernel)
+        take = ~filled & (den > 0.05)
+        out = torch.where(take, num / den.clamp_min(1e-12), out)
+        filled = filled | take
+    return out
+
+
+def _gaussian(sigma: float, like: torch.Tensor) -> torch.Tensor:
+    radius = int(round(2.5 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=like.dtype, device=like.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return k / k.sum()
+
+
+def _separable(x: torch.Tensor, kernel: torch.Tensor, dilation: int = 1) -> torch.Tensor:
+    """Convolve every channel of (B, C, H, W) with `kernel` along rows and columns (reflect padding)."""
+    b, c, h, w = x.shape
+    r = (kernel.numel() // 2) * dilation
+    flat = x.reshape(b * c, 1, h, w)
+    mode = "reflect" if r < min(h, w) else "replicate"
+    flat = F.conv2d(F.pad(flat, (r, r, 0, 0), mode=mode), kernel.view(1, 1, 1, -1), dilation=(1, dilation))
+    flat = F.conv2d(F.pad(flat, (0, 0, r, r), mode=mode), kernel.view(1, 1, -1, 1), dilation=(dilation, 1))
+    return flat.reshape(b, c, h, w)
+
+
+# ----------------------------------------------------------------------------- closed-form shrinkage
+
+def starlet(z: torch.Tensor, levels: int = LEVELS) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Undecimated B3-spline wavelet transform: (details per level, coarse); z = coarse + Σ details."""
+    kernel = torch.tensor(_B3, dtype=z.dtype, device=z.device)
+    details, current = [], z
+    for level in range(levels):
+        smooth = _separable(current, kernel, dilation=2 ** level)
+        details.append(current - smooth)
+        current = smooth
+    return details, current
+
+
+@lru_cache(maxsize=1)
+def starlet_noise_levels() -> np.ndarray:
+    """(LEVELS,) std of each starlet level for unit white noise (measured once on a 256² draw)."""
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(1, 1, 256, 256, generator=gen, dtype=torch.float64)
+    return np.array([float(d[..., 16:-16, 16:-16].std()) for d in starlet(noise)[0]])
+
+
+def shrink(basis: SpectralBasis, z: torch.Tensor) -> torch.Tensor:
+    """Closed-form estimate of the clean eigen-images: garrote shrinkage of each starlet level."""
+    details, coarse = starlet(z)
+    t = _tensor(basis.thresholds, z)
+    out = coarse
+    for level, d in enumerate(details):
+        t2 = t[:, level].pow(2)[None, :, None, None]
+        out = out + d * torch.clamp(1 - t2 / d.pow(2).clamp_min(1e-20), min=0)
+    out[:, basis.rank:] = 0
+    return out
