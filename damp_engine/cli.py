@@ -72,7 +72,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     scores = evaluate_rasters(args.reference, args.test, data_range=args.data_range)
     convention = raster_convention(scores["peak"], given=args.data_range is not None)
-    part = evaluate_degraded_part(args.reference, args.test)  # None unless a record names a part
+    part = evaluate_degraded_part(args.reference, args.test, data_range=args.data_range)  # None without a record
     if args.json:
         print(json.dumps({**scores, "convention": convention,
                           **({"degraded_part": part.to_dict()} if part else {})}, indent=2))

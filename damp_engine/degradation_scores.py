@@ -15,9 +15,10 @@ the impulse pixels. Degradations that change every value (noise, blur, down-samp
 ``complex``, whose noise covers every band) have no separate part: the whole-raster score is
 already theirs, and :func:`degraded_part` returns None.
 
-Scores (the conventions of ``damp_engine.quality``, data range 1, both rasters scaled by the
-reference's robust factor and the test clipped to [0, 1], invalid pixels and reference bands
-without data left out):
+Scores, in the convention of ``evaluate_rasters`` (``quality.raster_convention``): the peak is
+the reference's maximum over the scored pixels (or the data range given), both rasters are
+divided by it and neither is clipped; pixels invalid in either raster and reference bands
+without data are left out. On the changed values:
 
 - PSNR: per affected band over that band's changed values, averaged over the bands;
 - SSIM: per affected band over the whole band (its 7 × 7 windows need neighbours), averaged;
@@ -35,7 +36,6 @@ import numpy as np
 
 from .errors import DampInputError
 from .raster import RasterReader, open_raster
-from .scaling import measure_scaling
 
 RECORD_KEY = "DAMP_DEGRADATION"
 REPLAY_LEVEL = 0.5  # the constant cube a record is replayed on; every kind moves it
@@ -72,13 +72,14 @@ class PartScores:
     """PSNR / SSIM / SAM / ERGAS of the degraded part, and what that part is.
 
     bands_scored: the affected bands that were scored (those with data in the reference);
-    bands_with_data: the reference's bands with data.
+    bands_with_data: the reference's bands with data; peak: what both rasters were divided by.
     """
 
     part: DegradedPart
     scores: dict[str, float]
     bands_scored: int
     bands_with_data: int
+    peak: float
 
     def describe(self) -> str:
         """E.g. "stripes: 73 of 218 bands, 3.2 % of the values"."""
@@ -87,7 +88,8 @@ class PartScores:
 
     def to_dict(self) -> dict:
         """JSON-ready: the four scores, then kind, bands (count scored) and share of the values."""
-        return {**self.scores, "kind": self.part.kind, "bands": self.bands_scored, "share": self.part.share}
+        return {**self.scores, "kind": self.part.kind, "bands": self.bands_scored, "share": self.part.share,
+                "peak": self.peak}
 
 
 def read_record(path: str | os.PathLike) -> dict | None:
@@ -133,15 +135,14 @@ def degraded_part(record: dict, shape: tuple[int, int, int]) -> DegradedPart | N
 
 def score_part(ref: np.ndarray, est: np.ndarray, part: DegradedPart, valid: np.ndarray,
                bands: np.ndarray | None = None) -> dict[str, float] | None:
-    """Score ``est`` against ``ref`` (both scaled, (C, H, W)) on the changed values of ``part``.
+    """Score ``est`` against ``ref`` ((C, H, W), divided by the peak) on the changed values of ``part``.
 
     ``valid`` (H, W) marks the pixels to use; ``bands`` (C,) bool the bands to use (all if None).
-    ``est`` is clipped to [0, 1]. None when no changed value is valid.
+    Nothing is clipped. None when no changed value is valid.
     """
     from .quality import ergas, psnr, sam, ssim
 
     keep = np.ones(ref.shape[0], bool) if bands is None else np.asarray(bands, bool)
-    est = np.clip(est, 0.0, 1.0)
     changed = part.mask & valid[None] & keep[:, None, None]
     per_band = [b for b in range(ref.shape[0]) if changed[b].any()]
     if not per_band:
@@ -162,20 +163,24 @@ def score_part(ref: np.ndarray, est: np.ndarray, part: DegradedPart, valid: np.n
     }
 
 
-def evaluate_degraded_part(reference: str | os.PathLike, test: str | os.PathLike,
-                           record: dict | None = None) -> PartScores | None:
+def evaluate_degraded_part(reference: str | os.PathLike, test: str | os.PathLike, record: dict | None = None,
+                           data_range: float | None = None) -> PartScores | None:
     """Scores of ``test`` against ``reference`` on the values the degradation changed.
 
     ``record`` defaults to the ``DAMP_DEGRADATION`` record of ``test`` (a degraded raster, or a
-    restored one, which keeps its input's metadata). None when there is no record, or when the
-    degradation changed every value (the whole-raster score of ``evaluate_rasters`` is then the
-    score of the degraded part).
+    restored one, which keeps its input's metadata); ``data_range`` is the peak, as in
+    ``evaluate_rasters`` (default: the reference's maximum over the pixels valid in both, the peak
+    of the whole-raster score). None when there is no record, or when the degradation changed
+    every value (the whole-raster score of ``evaluate_rasters`` is then the score of the degraded
+    part).
     """
+    from .quality import check_data_range, reference_peak
+
+    given = None if data_range is None else check_data_range(data_range)
     record = record if record is not None else read_record(test)
     if record is None:
         return None
     with RasterReader(reference, min_bands=3) as reader:
-        scaling = measure_scaling(reader)
         ref, ref_valid = reader.read_all()
         shape = reader.info.shape
     part = degraded_part(record, shape)
@@ -186,10 +191,15 @@ def evaluate_degraded_part(reference: str | os.PathLike, test: str | os.PathLike
             raise DampInputError(f"The rasters differ in shape: reference {shape} vs test {reader.info.shape} "
                                  "(bands, rows, cols); compare rasters on the same grid.")
         est, est_valid = reader.read_all()
-    keep = scaling.good_bands
+    keep = ref_valid.any(axis=(1, 2))
     valid = (ref_valid & est_valid)[keep].all(axis=0)
-    scores = score_part(ref / scaling.factor, est / scaling.factor, part, valid, bands=keep)
+    if not valid.any():
+        raise DampInputError("The two rasters share no valid pixel; nothing to compare.")
+    ref[:, ~valid] = 0.0
+    est[:, ~valid] = 0.0
+    peak = given if given is not None else reference_peak(ref[keep], valid)
+    scores = score_part(ref.astype(np.float64) / peak, est.astype(np.float64) / peak, part, valid, bands=keep)
     if scores is None:
         return None
     scored = int((part.mask & valid[None] & keep[:, None, None]).any(axis=(1, 2)).sum())
-    return PartScores(part, scores, scored, int(keep.sum()))
+    return PartScores(part, scores, scored, int(keep.sum()), peak)

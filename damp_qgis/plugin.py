@@ -42,6 +42,7 @@ class DampPlugin:
     def unload(self) -> None:
         """Remove the dock and the provider."""
         if self.dock is not None:
+            self.dock.unload()
             self.iface.removeDockWidget(self.dock)
             self.dock.deleteLater()
             self.dock = None

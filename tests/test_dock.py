@@ -1,5 +1,6 @@
 """The DAMP dock, offscreen: it shows the engine's numbers for a real CAVE crop, follows the active
-layer and the map, and never shows the result of a superseded inspection."""
+layer and the map, never shows the result of a superseded inspection or the text of another layer,
+fits the 311 px QGIS docks it at, and offers the true-colour rendering of the outputs."""
 from __future__ import annotations
 
 import sys
@@ -10,12 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from qgis.core import QgsApplication, QgsMapLayer, QgsRasterLayer, QgsRectangle, QgsVectorLayer
+from qgis.core import QgsApplication, QgsMapLayer, QgsRasterLayer, QgsRectangle, QgsTask, QgsVectorLayer
 from qgis.gui import QgsMapCanvas
-from qgis.PyQt.QtCore import QEventLoop, QObject, QThread, pyqtSignal
+from qgis.PyQt.QtCore import QEventLoop, QObject, QPoint, QThread, pyqtSignal
 
+import damp_engine.inspect
 from damp_engine.checkpoint import save_checkpoint
 from damp_engine.degrade import degrade
+from damp_engine.errors import DampCancelled
 from damp_engine.inspect import inspect_raster
 from damp_engine.model import DAMP, get_preset
 from damp_engine.prompt import METRIC_NAMES, compute_prompt
@@ -25,6 +28,7 @@ from damp_qgis.dock.header import EXTENT
 
 from conftest import DATA, write_raster
 
+DOCK_WIDTH = 311  # what QGIS gives a dock on the right by default
 SIDE = 96      # pixels of the test crops
 PIXEL = 30.0   # metres per pixel of their geotransform
 ORIGIN = (500000.0, 5800000.0)
@@ -76,6 +80,8 @@ def crops(tmp_path_factory) -> dict[str, Path]:
         "clean": write_raster(folder / "spools_clean.tif", counts.astype(np.uint16), **geo),
         "noisy": write_raster(folder / "spools_noisy.tif", (noisy * 65535.0).astype(np.float32), **geo),
         "two_bands": write_raster(folder / "two_bands.tif", counts[:2].astype(np.uint16), **geo),
+        "with_wavelengths": write_raster(folder / "spools_nm.tif", counts.astype(np.uint16),
+                                         wavelengths=np.linspace(400.0, 700.0, counts.shape[0]), **geo),
     }
 
 
@@ -108,6 +114,7 @@ def layers(qgis_app, crops) -> dict[str, QgsMapLayer]:
         "clean": QgsRasterLayer(str(crops["clean"]), "spools clean"),
         "noisy": QgsRasterLayer(str(crops["noisy"]), "spools noisy"),
         "two_bands": QgsRasterLayer(str(crops["two_bands"]), "two bands"),
+        "with_wavelengths": QgsRasterLayer(str(crops["with_wavelengths"]), "spools with wavelengths"),
         "vector": QgsVectorLayer("Point?crs=EPSG:32633", "points", "memory"),
     }
 
@@ -211,3 +218,94 @@ def test_a_hidden_dock_waits_until_it_is_shown(dock, layers, expected):
     dock.show()
     wait_for(lambda: idle(dock) and dock.inspection is not None)
     assert dock.metrics.shown == expected["noisy"].metrics
+
+
+# --- a narrow dock, no stale text, quiet cancels -----------------------------------------------
+
+def test_the_dock_fits_its_default_width(dock, layers):
+    dock.resize(DOCK_WIDTH, 1200)
+    show(dock, layers["noisy"])
+    QgsApplication.processEvents()
+    viewport = dock.scroll.viewport()
+    assert dock.widget().minimumSizeHint().width() <= DOCK_WIDTH
+    assert dock.scroll.widget().minimumSizeHint().width() <= viewport.width()
+    assert dock.scroll.widget().width() <= viewport.width()  # nothing hides to the right
+    for name in METRIC_NAMES:
+        label = dock.metrics._values[name]
+        assert label.width() >= label.fontMetrics().horizontalAdvance(label.text()), f"{name} value cut"
+    for grid in (dock.routing, dock.shares):
+        right_edge = grid.mapTo(viewport, QPoint(grid.width(), 0)).x()
+        assert grid.width() >= grid.minimumSizeHint().width() and right_edge <= viewport.width()
+        assert grid.column_rect(grid.experts - 1).right() <= grid.width()  # the last expert's column shows
+
+
+def test_the_first_inspection_shows_no_stale_message(dock, layers):
+    assert "Select a hyperspectral raster layer" in dock.message.text()
+    dock.iface.setActiveLayer(layers["clean"])
+    assert dock.pages.currentWidget() is dock.message
+    assert "Inspecting “spools clean”" in dock.message.text()
+    assert "Select" not in dock.message.text() and not dock.status.text()
+    wait_for(lambda: idle(dock))
+    assert dock.pages.currentWidget() is dock.results
+
+
+def test_another_layer_shows_nothing_of_the_previous_one_while_inspected(dock, layers):
+    show(dock, layers["clean"])
+    dock.iface.setActiveLayer(layers["noisy"])
+    assert dock.pages.currentWidget() is dock.message and "spools noisy" in dock.message.text()
+    assert not dock.details.isVisible()
+    wait_for(lambda: idle(dock))
+    assert dock.pages.currentWidget() is dock.results and dock.details.isVisible()
+
+
+@pytest.fixture
+def slow_noisy(monkeypatch, crops):
+    """Inspecting the noisy crop runs until it is cancelled; other crops are inspected as usual."""
+    real = damp_engine.inspect.inspect_raster
+
+    def inspect(path, window=None, **kwargs):
+        if str(path) != str(crops["noisy"]):
+            return real(path, window, **kwargs)
+        while not kwargs["cancelled"]():
+            time.sleep(0.01)
+        raise DampCancelled("cancelled")
+
+    monkeypatch.setattr(damp_engine.inspect, "inspect_raster", inspect)
+
+
+def test_a_cancelled_inspection_ends_complete_not_failed(dock, layers, slow_noisy):
+    manager = QgsApplication.taskManager()
+    statuses: list[tuple[int, int]] = []
+    manager.statusChanged.connect(lambda task_id, status: statuses.append((task_id, status)))
+    dock.iface.setActiveLayer(layers["noisy"])
+    running = dock.current_task
+    wait_for(lambda: running.status() == QgsTask.Running)
+    running_id = manager.taskId(running)
+    dock.iface.setActiveLayer(layers["clean"])  # cancels the running inspection
+    wait_for(lambda: idle(dock))
+    ends = [status for task_id, status in statuses if task_id == running_id and status in
+            (QgsTask.Complete, QgsTask.Terminated)]
+    assert ends == [QgsTask.Complete], "QGIS announces a terminated task as 'Task failed'"
+    assert running.inspection is None and running.error is None
+    assert dock.pages.currentWidget() is dock.results
+
+
+def test_true_colour_is_offered_for_a_layer_with_wavelengths(dock, layers):
+    show(dock, layers["clean"])
+    assert not dock.true_colour_button.isEnabled()  # no wavelengths: QGIS's rendering stays
+    layer = layers["with_wavelengths"]
+    show(dock, layer)
+    assert dock.true_colour_button.isEnabled()
+    dock.true_colour_button.click()
+    renderer = layer.renderer()
+    wavelengths = np.linspace(400.0, 700.0, 31)
+    assert renderer.type() == "multibandcolor"
+    assert [renderer.redBand(), renderer.greenBand(), renderer.blueBand()] == [
+        int(np.argmin(np.abs(wavelengths - nm))) + 1 for nm in (640, 550, 460)]
+
+
+def test_the_spectral_profile_follows_the_active_layer(dock, layers):
+    show(dock, layers["noisy"])
+    assert dock.profile.layer is layers["noisy"]
+    show(dock, layers["vector"])
+    assert dock.profile.layer is None

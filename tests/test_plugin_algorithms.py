@@ -18,6 +18,8 @@ from qgis.core import (QgsApplication, QgsProcessingContext, QgsProcessingExcept
                        QgsProject, QgsRasterLayer)
 from qgis.gui import QgsMapCanvas
 from qgis.PyQt.QtCore import QObject, Qt, pyqtSignal
+from qgis.PyQt.QtGui import QFontMetrics
+from qgis.PyQt.QtWidgets import QApplication
 
 import damp_qgis
 from damp_qgis.algorithms.restore import parse_bands
@@ -26,10 +28,13 @@ from damp_engine.checkpoint import save_checkpoint
 from damp_engine.model import DAMP, get_preset
 from damp_engine.prompt import METRIC_NAMES
 from damp_engine.raster import open_raster
+from damp_engine.degradation_scores import evaluate_degraded_part
 from damp_engine.scene import evaluate_rasters, prompt_raster
 
 ALGORITHMS = {"damp:restore", "damp:upscale", "damp:prompt", "damp:simulate", "damp:evaluate", "damp:routing",
               "damp:finetune"}
+WORKFLOW = "damp:simulate_restore_evaluate"
+TOOLBOX_TEXT_PX = 270  # what the toolbox shows of a name at its default width, in the offscreen 12 pt font
 BANDS, SIDE = 31, 40
 WAVELENGTHS = np.linspace(400.0, 700.0, BANDS)
 GEOTRANSFORM = (500000.0, 30.0, 0.0, 5800000.0, 0.0, -30.0)
@@ -88,6 +93,30 @@ def read_csv(path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+class LogFeedback(QgsProcessingFeedback):
+    """Keeps every line an algorithm logs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def pushInfo(self, info: str) -> None:  # noqa: N802 (QGIS API)
+        self.lines.append(info)
+
+    def pushDebugInfo(self, info: str) -> None:  # noqa: N802 (QGIS API)
+        self.lines.append(info)
+
+
+def loading_context(*outputs: str) -> QgsProcessingContext:
+    """A context that loads ``outputs`` into the project after the run, as the algorithm dialog does."""
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    for path in outputs:
+        context.addLayerToLoadOnCompletion(path, QgsProcessingContext.LayerDetails("Output", QgsProject.instance(),
+                                                                                    "OUTPUT"))
+    return context
+
+
 class CancelAfterFirstProgress(QgsProcessingFeedback):
     """Asks to cancel as soon as the algorithm reports progress (i.e. after the first tile)."""
 
@@ -103,7 +132,40 @@ def test_provider_lists_every_algorithm_and_the_example_model(processing):
     provider = QgsApplication.processingRegistry().providerById("damp")
     ids = {alg.id() for alg in provider.algorithms()}
     assert ALGORITHMS <= ids
-    assert "damp:simulate_restore_evaluate" in ids
+    assert WORKFLOW in ids
+
+
+def test_the_workflow_has_a_readable_name_and_keeps_its_id_and_parameter_names(processing):
+    workflow = QgsApplication.processingRegistry().algorithmById(WORKFLOW)
+    assert workflow.displayName() == "Simulate, restore and evaluate"
+    assert workflow.createInstance().displayName() == "Simulate, restore and evaluate"
+    assert workflow.createInstance().id() == WORKFLOW
+    assert {p.name() for p in workflow.parameterDefinitions() if not p.isDestination()} == {
+        "clean", "kind", "parameters", "seed", "model"}
+
+
+def test_every_name_fits_the_toolbox(processing):
+    metrics = QFontMetrics(QApplication.font())
+    provider = QgsApplication.processingRegistry().providerById("damp")
+    too_long = [alg.displayName() for alg in provider.algorithms()
+                if metrics.horizontalAdvance(alg.displayName()) > TOOLBOX_TEXT_PX]
+    assert not too_long
+
+
+@pytest.mark.parametrize("algorithm_id", ["damp:restore", "damp:upscale", "damp:routing", "damp:finetune"])
+def test_tile_overlap_and_device_are_advanced_parameters(processing, algorithm_id):
+    alg = QgsApplication.processingRegistry().algorithmById(algorithm_id)
+    technical = [p for p in alg.parameterDefinitions() if p.name() in ("TILE", "HALO", "DEVICE", "TILE_PROMPTS")]
+    assert technical and all(p.flags() & p.FlagAdvanced for p in technical)
+    assert not alg.parameterDefinition("INPUT").flags() & alg.parameterDefinition("INPUT").FlagAdvanced
+
+
+@pytest.mark.parametrize("algorithm_id", ["damp:restore", "damp:upscale"])
+def test_help_says_what_it_handles_and_how_long_it_takes(processing, algorithm_id):
+    text = QgsApplication.processingRegistry().algorithmById(algorithm_id).shortHelpString()
+    assert "per megapixel" in text and "Advanced parameters" in text
+    for jargon in ("routes every tile", "experts that suit it"):
+        assert jargon not in text
 
 
 class DesktopIface(QObject):
@@ -210,6 +272,28 @@ def test_evaluate_table_and_numbers_are_the_engines(processing, clean, noisy, tm
         assert float(row[key]) == pytest.approx(expected[key], rel=1e-6)
 
 
+def test_evaluate_scores_the_degraded_part_on_its_own(processing, clean, tmp_path):
+    lost = processing.run("damp:simulate", {"INPUT": str(clean), "KIND": "band_loss", "PARAMETERS": "fraction=0.1",
+                                            "OUTPUT": str(tmp_path / "lost.tif")})["OUTPUT"]
+    result = processing.run("damp:evaluate", {"REFERENCE": str(clean), "INPUT": lost,
+                                              "OUTPUT": str(tmp_path / "scores.csv")})
+    whole, part = read_csv(tmp_path / "scores.csv")
+    expected = evaluate_degraded_part(clean, lost)
+    assert (whole["part"], part["part"]) == ("whole raster", "degraded part")
+    assert part["kind"] == "band_loss" and int(part["bands"]) == round(0.1 * BANDS)
+    for key in ("psnr", "ssim", "sam", "ergas"):
+        assert result[f"{key.upper()}_DEGRADED_PART"] == pytest.approx(expected.scores[key])
+        assert float(part[key]) == pytest.approx(expected.scores[key], rel=1e-6)
+    assert float(part["psnr"]) < float(whole["psnr"]) - 20  # the untouched bands no longer flatter it
+
+
+def test_evaluate_of_a_degradation_of_every_value_has_one_row(processing, clean, noisy, tmp_path):
+    result = processing.run("damp:evaluate", {"REFERENCE": str(clean), "INPUT": str(noisy),
+                                              "OUTPUT": str(tmp_path / "scores.csv")})
+    assert len(read_csv(tmp_path / "scores.csv")) == 1
+    assert result["PSNR_DEGRADED_PART"] is None
+
+
 def test_evaluate_of_a_raster_against_itself_is_perfect(processing, clean):
     result = processing.run("damp:evaluate", {"REFERENCE": str(clean), "INPUT": str(clean),
                                               "OUTPUT": "TEMPORARY_OUTPUT"})
@@ -268,10 +352,7 @@ def test_restore_report_records_device_and_timings(restored):
 def restored_sample(processing, model, folder) -> tuple[str, QgsProcessingContext]:
     """The EnMAP sample (224 bands, Int16 reflectance x 10000, nodata bands) restored with load-on-completion."""
     out = str(folder / "sample_restored.tif")
-    context = QgsProcessingContext()
-    context.setProject(QgsProject.instance())
-    context.addLayerToLoadOnCompletion(out, QgsProcessingContext.LayerDetails("restored", QgsProject.instance(),
-                                                                               "OUTPUT"))
+    context = loading_context(out)
     processing.run("damp:restore", {"INPUT": str(SAMPLE), "MODEL": str(model), "DEVICE": "cpu", "OUTPUT": out},
                    context=context)
     return out, context
@@ -298,6 +379,38 @@ def test_restored_layer_is_shown_in_true_colour(restored_sample):
         int(np.argmin(np.abs(wavelengths - nm))) + 1 for nm in (640, 550, 460)]
     stretch = renderer.redContrastEnhancement()
     assert stretch.maximumValue() > stretch.minimumValue()
+
+
+def test_outputs_are_named_after_their_input(restored_sample):
+    out, context = restored_sample
+    details = context.layerToLoadOnCompletionDetails(out)
+    assert details.name == "enmap_potsdam_sample — restored" and details.forceName
+    layer = QgsRasterLayer(out, "Output")
+    details.postProcessor().postProcessLayer(layer, context, QgsProcessingFeedback())
+    assert layer.name() == "enmap_potsdam_sample — restored"
+
+
+def test_a_simulated_raster_is_named_after_its_input_and_degradation(processing, clean, tmp_path):
+    out = str(tmp_path / "striped.tif")
+    context = loading_context(out)
+    processing.run("damp:simulate", {"INPUT": str(clean), "KIND": "stripes", "OUTPUT": out}, context=context)
+    assert context.layerToLoadOnCompletionDetails(out).name == "clean — degraded (stripes)"
+
+
+def test_the_log_speaks_plainly_and_keeps_the_details_for_verbose(processing, noisy, model, tmp_path):
+    logs = {}
+    for verbose in (False, True):
+        context = QgsProcessingContext()
+        if verbose:
+            context.setLogLevel(QgsProcessingContext.Verbose)
+        feedback = LogFeedback()
+        processing.run("damp:restore", {"INPUT": str(noisy), "MODEL": str(model), "DEVICE": "cpu",
+                                        "OUTPUT": str(tmp_path / f"restored_{verbose}.tif")},
+                       context=context, feedback=feedback)
+        logs[verbose] = "\n".join(feedback.lines)
+    assert "Restored in" in logs[False] and "on the CPU" in logs[False]
+    assert "expert" not in logs[False].lower()
+    assert "expert" in logs[True].lower()
 
 
 def test_upscale_doubles_rows_and_columns_over_the_same_extent(processing, noisy, model, tmp_path):

@@ -13,18 +13,15 @@ import importlib
 from typing import Any, Callable
 
 from qgis.core import (
-    QgsContrastEnhancement,
     QgsCoordinateReferenceSystem,
     QgsFeature,
     QgsFeatureSink,
     QgsField,
     QgsFields,
-    QgsMultiBandColorRenderer,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
-    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputDefinition,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
@@ -32,7 +29,6 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsRasterLayer,
-    QgsRasterMinMaxOrigin,
     QgsWkbTypes,
 )
 from qgis.PyQt.QtCore import QCoreApplication, QVariant
@@ -40,12 +36,19 @@ from qgis.PyQt.QtGui import QIcon
 
 from damp_engine.errors import DampCancelled, DampInputError
 
+from ..outputs import OutputLayer, derived_name
 from ..paths import icon_path
 
 PAPER = ("Degradation-Aware Metric Prompting for Hyperspectral Image Restoration, ICML 2026, "
          "arXiv:2512.20251")
 DEVICES = ("auto", "cpu", "cuda")
 MODEL_FILTER = "DAMP model (*.safetensors)"
+HANDLES_WELL = ("Handles well: Gaussian and mixed noise (with stripes, dead lines or salt-and-pepper), "
+                "missing pixels and lost bands (give them as the gap mask and bad bands), and detail lost "
+                "to ×4 coarser pixels; mild blur and ×2 coarser pixels improve less, and motion blur, "
+                "which the model never saw in training, not at all.")
+CPU_TIME = ("Time: on a 2-core CPU about 10 s per megapixel of a 31-band raster and about 2.5 minutes per "
+            "megapixel of a 224-band one (a 1000 × 1000 pixel EnMAP scene); a CUDA GPU is many times faster.")
 TORCH_MISSING = (
     "DAMP needs PyTorch and safetensors, but the Python that QGIS runs cannot import {missing}. "
     "Install them into QGIS's Python with: pip install torch==2.13.0 safetensors "
@@ -61,6 +64,17 @@ def text_enum(name: str, description: str, options: list[str], default: str) -> 
     return parameter
 
 
+def advanced(parameter: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
+    """``parameter``, shown under *Advanced parameters* of the dialog."""
+    parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return parameter
+
+
+def device_words(device: str) -> str:
+    """"cpu" → "the CPU", "cuda:0" → "the GPU (cuda:0)"."""
+    return "the CPU" if device.startswith("cpu") else f"the GPU ({device})"
+
+
 def require_torch() -> None:
     """Raise a QgsProcessingException that says how to install torch when it cannot be imported."""
     missing = []
@@ -73,40 +87,6 @@ def require_torch() -> None:
         raise QgsProcessingException(TORCH_MISSING.format(missing=" and ".join(missing)))
 
 
-class TrueColour(QgsProcessingLayerPostProcessorInterface):
-    """Shows a loaded output raster in true colour with a cumulative-cut (2-98 %) stretch.
-
-    QGIS keeps only a pointer to a post-processor, so every instance stays referenced in
-    ``_alive`` (one per output path) until the next run that writes the same path.
-    """
-
-    _alive: dict[str, "TrueColour"] = {}
-
-    def __init__(self, rgb: tuple[int, int, int]):
-        super().__init__()
-        self.rgb = rgb
-
-    def postProcessLayer(self, layer, context: QgsProcessingContext,  # noqa: N802 (QGIS API)
-                         feedback: QgsProcessingFeedback) -> None:
-        if not isinstance(layer, QgsRasterLayer) or layer.bandCount() < 3:
-            return
-        red, green, blue = (band + 1 for band in self.rgb)
-        layer.setRenderer(QgsMultiBandColorRenderer(layer.dataProvider(), red, green, blue))
-        layer.setContrastEnhancement(QgsContrastEnhancement.StretchToMinimumMaximum,
-                                     QgsRasterMinMaxOrigin.CumulativeCut)
-        layer.triggerRepaint()
-
-    @classmethod
-    def attach(cls, context: QgsProcessingContext, path: str) -> None:
-        """Give the raster ``path`` the true-colour rendering if QGIS will load it after the run."""
-        if not context.willLoadLayerOnCompletion(path):
-            return
-        from damp_engine.raster import open_raster
-
-        post = cls._alive[path] = cls(open_raster(path).rgb_bands())
-        context.layerToLoadOnCompletionDetails(path).setPostProcessor(post)
-
-
 class DampAlgorithm(QgsProcessingAlgorithm):
     """Base of the DAMP algorithms. Subclasses set GROUP and HELP and implement ``process``."""
 
@@ -114,7 +94,8 @@ class DampAlgorithm(QgsProcessingAlgorithm):
     MODEL, TILE, HALO, DEVICE, TILE_PROMPTS = "MODEL", "TILE", "HALO", "DEVICE", "TILE_PROMPTS"
 
     GROUP = ""
-    HELP = ""
+    HELP = ""    # what the algorithm does for the user, in plain words
+    NOTES = ()   # further short paragraphs: what it handles well, how long it takes, ...
 
     def __init__(self) -> None:
         super().__init__()
@@ -140,15 +121,15 @@ class DampAlgorithm(QgsProcessingAlgorithm):
         return icon_path(self.name())
 
     def shortHelpString(self) -> str:  # noqa: N802 (QGIS API)
-        """HELP, then every parameter and output with its help text, then the paper."""
+        """HELP and NOTES, then every parameter and output with its help text, then the paper."""
         def entry(description: str, name: str, text: str) -> str:
             return f"<dt><b>{html.escape(description)}</b> (<code>{name}</code>)</dt><dd>{html.escape(text)}</dd>"
 
         parameters = [entry(p.description(), p.name(), p.help()) for p in self.parameterDefinitions()]
         outputs = [entry(o.description(), o.name(), self._output_help[o.name()])
                    for o in self.outputDefinitions() if o.name() in self._output_help]
-        parts = [f"<p>{html.escape(self.tr(self.HELP))}</p>",
-                 f"<h3>{self.tr('Parameters')}</h3><dl>{''.join(parameters)}</dl>"]
+        parts = [f"<p>{html.escape(self.tr(text))}</p>" for text in (self.HELP, *self.NOTES)]
+        parts.append(f"<h3>{self.tr('Parameters')}</h3><dl>{''.join(parameters)}</dl>")
         if outputs:
             parts.append(f"<h3>{self.tr('Other outputs')}</h3><dl>{''.join(outputs)}</dl>")
         parts.append(f"<p>{self.tr('Reference')}: {html.escape(PAPER)}</p>")
@@ -172,28 +153,26 @@ class DampAlgorithm(QgsProcessingAlgorithm):
                  "Leave empty for the model bundled with the plugin.")
 
     def add_tile(self) -> None:
-        self.add(QgsProcessingParameterNumber(self.TILE, self.tr("Tile size (pixels)"), defaultValue=256,
-                                              minValue=32, maxValue=4096),
-                 "Side of the square tiles the raster is processed in, so that rasters of any size fit "
-                 "in memory. Smaller tiles need less (GPU) memory; larger ones run faster.")
+        self.add(advanced(QgsProcessingParameterNumber(self.TILE, self.tr("Tile size (pixels)"), defaultValue=256,
+                                                       minValue=32, maxValue=4096)),
+                 "The raster is processed in square tiles of this side, so that rasters of any size fit "
+                 "in memory. Smaller tiles need less (GPU) memory; larger ones run a little faster.")
 
     def add_halo(self) -> None:
-        self.add(QgsProcessingParameterNumber(self.HALO, self.tr("Tile halo (pixels)"), defaultValue=32,
-                                              minValue=0, maxValue=512),
-                 "Pixels of context read around every tile and cropped away after restoration, so that "
-                 "no seams show between tiles.")
+        self.add(advanced(QgsProcessingParameterNumber(self.HALO, self.tr("Tile overlap (pixels)"),
+                                                       defaultValue=32, minValue=0, maxValue=512)),
+                 "Pixels of context read around every tile and cropped away afterwards, so that no seams "
+                 "show between tiles.")
 
     def add_tile_prompts(self) -> None:
-        parameter = QgsProcessingParameterBoolean(
-            self.TILE_PROMPTS, self.tr("Route each tile by its own degradation prompt"), defaultValue=False)
-        parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.add(parameter,
-                 "Off (default): every tile is routed by the degradation prompt of the whole scene, so "
-                 "tiles join without seams. On: each tile by its own, for scenes whose degradation "
-                 "changes across them (e.g. noise in one part only).")
+        self.add(advanced(QgsProcessingParameterBoolean(
+            self.TILE_PROMPTS, self.tr("Adapt to each tile separately"), defaultValue=False)),
+                 "Off (default): the whole raster is treated alike, so tiles join without seams. On: each "
+                 "tile is treated by its own degradation, for scenes whose degradation changes across "
+                 "them (e.g. noise in one part only).")
 
     def add_device(self) -> None:
-        self.add(text_enum(self.DEVICE, self.tr("Device"), list(DEVICES), DEVICES[0]),
+        self.add(advanced(text_enum(self.DEVICE, self.tr("Device"), list(DEVICES), DEVICES[0])),
                  "Where the network runs: auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu or "
                  "cuda (fails when no GPU is visible).")
 
@@ -249,22 +228,43 @@ class DampAlgorithm(QgsProcessingAlgorithm):
     def device(self, parameters: dict, context: QgsProcessingContext) -> str:
         return self.parameterAsEnumString(parameters, self.DEVICE, context)
 
+    def output_name(self, parameters: dict, context: QgsProcessingContext, what: str, source: str | None = None) -> str:
+        """The name of an output made from the raster parameter ``source`` (INPUT): "<its name> — <what>"."""
+        layer = self.parameterAsRasterLayer(parameters, source or self.INPUT, context)
+        return derived_name(layer.name() if layer is not None else self.tr("output"), what)
+
+    def load_as(self, context: QgsProcessingContext, path: str | None, name: str) -> None:
+        """If QGIS loads the output ``path`` after the run, call it ``name`` (rasters in true colour)."""
+        OutputLayer.attach(context, path, name)
+
+    @staticmethod
+    def details_log(context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> Callable[[str], None]:
+        """Where the engine's technical lines go (tiles, experts, scale factors): the log when it is
+        verbose (the Modeler, ``qgis_process --verbose``), else nowhere; the run report keeps them."""
+        if context.logLevel() >= QgsProcessingContext.Verbose:
+            return feedback.pushInfo
+        return lambda line: None
+
     def prompt_scope(self, parameters: dict, context: QgsProcessingContext) -> str:
         return "tile" if self.parameterAsBoolean(parameters, self.TILE_PROMPTS, context) else "scene"
 
-    def write_table(self, parameters: dict, name: str, context: QgsProcessingContext, row: dict[str, Any]) -> str:
-        """Write ``row`` as the one record of a table without geometry (a feature sink); return its id."""
+    def write_table(self, parameters: dict, name: str, context: QgsProcessingContext,
+                    rows: dict[str, Any] | list[dict[str, Any]]) -> str:
+        """Write ``rows`` (one dict, or dicts with the same keys) as the records of a table without
+        geometry (a feature sink); return its id. The first row's values set the field types."""
+        rows = [rows] if isinstance(rows, dict) else rows
         fields = QgsFields()
-        for key, value in row.items():
+        for key, value in rows[0].items():
             kind = {str: QVariant.String, int: QVariant.Int}.get(type(value), QVariant.Double)
             fields.append(QgsField(key, kind))
         sink, destination = self.parameterAsSink(parameters, name, context, fields, QgsWkbTypes.NoGeometry,
                                                  QgsCoordinateReferenceSystem())
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, name))
-        feature = QgsFeature(fields)
-        feature.setAttributes(list(row.values()))
-        sink.addFeature(feature, QgsFeatureSink.FastInsert)
+        for row in rows:
+            feature = QgsFeature(fields)
+            feature.setAttributes(list(row.values()))
+            sink.addFeature(feature, QgsFeatureSink.FastInsert)
         return destination
 
     @staticmethod

@@ -1,6 +1,8 @@
-"""damp:evaluate — full-reference quality of a raster: PSNR, SSIM, SAM, ERGAS."""
+"""damp:evaluate — full-reference quality of a raster: PSNR, SSIM, SAM, ERGAS, for the whole raster and
+for its degraded part alone."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from qgis.core import (
@@ -20,19 +22,28 @@ SCORES = {
     "SAM": ("Spectral angle mapper (degrees)", "Mean angle between reference and test spectra; lower is better."),
     "ERGAS": ("ERGAS", "Relative dimensionless global error; lower is better."),
 }
+PART_SUFFIX = "_DEGRADED_PART"  # PSNR_DEGRADED_PART, ...: the scores of the degraded part alone
+WHOLE, PART = "whole raster", "degraded part"
 
 
 class EvaluateAlgorithm(DampAlgorithm):
-    """Score a raster against a clean reference on the same grid."""
+    """Score a raster against a clean reference on the same grid, whole and on its degraded part."""
 
     REFERENCE = "REFERENCE"
 
     GROUP = "Analysis"
-    HELP = ("Scores a raster (e.g. a restored one) against a clean reference on the same grid with "
-            "PSNR, SSIM, SAM and ERGAS. Both are scaled to about [0, 1] by the reference's robust "
-            "scale factor and the test is clipped to [0, 1]; pixels invalid in either raster and "
-            "bands without data in the reference are left out. The result is a one-row table plus "
-            "one numeric output per score.")
+    HELP = ("Says how close a raster (e.g. a restored one) is to a clean reference on the same grid, "
+            "with four standard scores: PSNR and SSIM (higher is better), SAM, the spectral angle, and "
+            "ERGAS (lower is better).")
+    NOTES = ("When the raster carries the record of a simulated degradation (it was made by Simulate "
+             "degradation, or restored from such a raster), a second row scores only the values that "
+             "degradation changed, e.g. the lost bands, the missing pixels or the striped columns: "
+             "there the untouched rest cannot flatter the degraded raster, and the restored one is "
+             "judged where it had work to do. Degradations that change every value (noise, blur) have "
+             "no second row: the whole raster is their degraded part.",
+             "Both rasters are scaled to about [0, 1] by the reference's robust scale factor and the "
+             "test is clipped to [0, 1]; pixels invalid in either raster and bands without data in the "
+             "reference are left out.")
 
     def name(self) -> str:
         return "evaluate"
@@ -46,22 +57,46 @@ class EvaluateAlgorithm(DampAlgorithm):
         self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Raster to score")),
                  "The raster to score, e.g. a restored one: same bands, rows and columns as the reference.")
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Quality table"), QgsProcessing.TypeVector),
-                 "A table without geometry (e.g. a .csv file) with one row: reference, raster, psnr, "
-                 "ssim, sam and ergas.")
+                 "A table without geometry (e.g. a .csv file): reference, raster, part (“whole raster”, "
+                 "then “degraded part” when the raster records its degradation), kind, bands, share (of "
+                 "the values scored), psnr, ssim, sam and ergas.")
         for key, (title, meaning) in SCORES.items():
             self.add_output_with_help(QgsProcessingOutputNumber(key, self.tr(title)), meaning)
+        for key, (title, meaning) in SCORES.items():
+            self.add_output_with_help(QgsProcessingOutputNumber(key + PART_SUFFIX, self.tr(f"{title}, degraded part")),
+                                      f"{meaning} Only the values the recorded degradation changed; empty "
+                                      "without a record or when it changed every value.")
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        from damp_engine.degradation_scores import evaluate_degraded_part, read_record
+        from damp_engine.raster import open_raster
         from damp_engine.scene import evaluate_rasters
 
         reference = self.input_raster(parameters, self.REFERENCE, context)
         test = self.input_raster(parameters, self.INPUT, context)
         values = evaluate_rasters(reference, test)
         scores = {key: values[key.lower()] for key in SCORES}
+        record = read_record(test)
+        rows = [{"reference": reference, "raster": test, "part": WHOLE, "kind": record["kind"] if record else "",
+                 "bands": open_raster(test).bands, "share": 1.0, **{k.lower(): v for k, v in scores.items()}}]
+        self.report(feedback, WHOLE, scores)
+        part = evaluate_degraded_part(reference, test, record) if record else None
+        part_scores = dict.fromkeys(SCORES)
+        if part is not None:
+            part_scores = {key: part.scores[key.lower()] for key in SCORES}
+            rows.append({"reference": reference, "raster": test, "part": PART, "kind": part.part.kind,
+                         "bands": part.bands_scored, "share": part.part.share,
+                         **{k.lower(): v for k, v in part_scores.items()}})
+            self.report(feedback, f"{PART} ({part.describe()})", part_scores)
+        table = self.write_table(parameters, self.OUTPUT, context, rows)
+        self.load_as(context, table, self.output_name(parameters, context, "quality"))
+        return {self.OUTPUT: table, **scores, **{key + PART_SUFFIX: value for key, value in part_scores.items()}}
+
+    @staticmethod
+    def report(feedback: QgsProcessingFeedback, title: str, scores: dict[str, float | None]) -> None:
+        """Log one block of scores: a title line, then one line per score."""
+        feedback.pushInfo(f"{title[:1].upper()}{title[1:]}:")
         for key, value in scores.items():
-            feedback.pushInfo(f"{key:<6} {value:10.4f}  {SCORES[key][0]}")
-        table = self.write_table(parameters, self.OUTPUT, context,
-                                 {"reference": reference, "raster": test,
-                                  **{key.lower(): value for key, value in scores.items()}})
-        return {self.OUTPUT: table, **scores}
+            text = "n/a" if value is None or math.isnan(value) else f"{value:10.4f}"
+            feedback.pushInfo(f"  {key:<6} {text}  {SCORES[key][0]}")

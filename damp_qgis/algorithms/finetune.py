@@ -1,6 +1,7 @@
 """damp:finetune — fine-tune a DAMP model on the user's own (clean) rasters."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from qgis.core import (
@@ -21,12 +22,13 @@ class FinetuneAlgorithm(DampAlgorithm):
     STEPS = "STEPS"
 
     GROUP = "Training"
-    HELP = ("Fine-tunes a DAMP model on your own rasters so that it fits your sensor and scenes. "
-            "The rasters are taken as clean: at every step random crops are degraded with the "
-            "training degradations (noise, blur, down-sampling, gaps, lost bands, stripes) and the "
-            "model learns to undo them. The result is a new model file (.safetensors plus its "
-            ".json card) that the Restore, Super-resolve and Routing algorithms accept as MODEL. "
-            "A GPU makes this much faster; on a CPU start with a few hundred steps.")
+    HELP = ("Teaches the model your sensor and scenes: give it clean rasters of the kind you want to "
+            "restore, and it practises on them by degrading random crops (noise, blur, coarser "
+            "pixels, gaps, lost bands, stripes) and learning to undo that. The result is a new model "
+            "file (.safetensors, with its .json card beside it) that Restore, Super-resolve and "
+            "Routing map accept as their model.")
+    NOTES = ("Time: a GPU makes this much faster; on a CPU start with a few hundred steps (a few "
+             "minutes). The device is under Advanced parameters.",)
 
     def name(self) -> str:
         return "finetune"
@@ -58,4 +60,5 @@ class FinetuneAlgorithm(DampAlgorithm):
                          steps=self.parameterAsInt(parameters, self.STEPS, context),
                          device=self.device(parameters, context), log=feedback.pushInfo,
                          **self.callbacks(feedback))
+        feedback.pushInfo(f"Fine-tuned model written to {model} (model card: {Path(model).with_suffix('.json')}).")
         return {self.OUTPUT: str(model)}

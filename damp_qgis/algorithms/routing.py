@@ -10,18 +10,19 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from .base import DampAlgorithm
+from .base import CPU_TIME, DampAlgorithm, device_words
 
 
 class RoutingAlgorithm(DampAlgorithm):
     """Write the dominant expert of every tile and decoder stage as a raster."""
 
     GROUP = "Analysis"
-    HELP = ("Shows how the DAMP model routes a raster: every tile is run through the network and, "
-            "for each decoder expert block (one output band each), the number of the expert with "
-            "the largest gate is written over the tile. Regions with different degradations (e.g. "
-            "striped or blurred parts) show up as regions routed to different experts. Nothing is "
-            "restored; see the Restore algorithm's routing map to get both at once.")
+    HELP = ("Shows where the model would treat a raster differently: the model has several "
+            "specialised parts (experts), and this map says, for every tile and for each of the "
+            "model's decoder blocks (one band each), which expert does most of the work there. Parts "
+            "with different degradations (e.g. a striped or a blurred area) show up as areas handled "
+            "by different experts. Nothing is restored; Restore's optional routing map gives both at once.")
+    NOTES = (CPU_TIME, "Tile size, device and per-tile adaptation are under Advanced parameters.")
 
     def name(self) -> str:
         return "routing"
@@ -49,7 +50,10 @@ class RoutingAlgorithm(DampAlgorithm):
         report = routing_raster(source, output, model=self.model_path(parameters, context),
                                 tile=self.parameterAsInt(parameters, self.TILE, context),
                                 device=self.device(parameters, context),
-                                prompt_scope=self.prompt_scope(parameters, context), log=feedback.pushInfo,
-                                **self.callbacks(feedback))
-        feedback.pushInfo(report.summary())
+                                prompt_scope=self.prompt_scope(parameters, context),
+                                log=self.details_log(context, feedback), **self.callbacks(feedback))
+        feedback.pushInfo(f"Mapped {report.tiles} tile(s) in {report.seconds.get('total', 0.0):.1f} s on "
+                          f"{device_words(report.device)}.")
+        self.details_log(context, feedback)(report.summary())
+        self.load_as(context, output, self.output_name(parameters, context, "routing map"))
         return {self.OUTPUT: output}

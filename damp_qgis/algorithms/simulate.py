@@ -15,7 +15,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from .base import DampAlgorithm, TrueColour, text_enum
+from .base import DampAlgorithm, text_enum
 
 
 def parse_parameters(text: str) -> dict[str, Any]:
@@ -57,12 +57,16 @@ class SimulateAlgorithm(DampAlgorithm):
     KIND, PARAMETERS, SEED = "KIND", "PARAMETERS", "SEED"
 
     GROUP = "Simulation"
-    HELP = ("Writes a degraded copy of a raster with one of the degradations DAMP is trained and "
-            "tested on (seeded, so the same seed gives the same result). Use it to see how the "
-            "degradation prompt reacts, to test a restoration on data whose clean version you know "
-            "(then score it with Evaluate quality), or to prepare fine-tuning data. Noise levels "
-            "are in 0-255 units of the scaled [0, 1] data, as in the paper; nothing is clipped. "
-            "The record of what was applied is stored in the output's metadata (DAMP_DEGRADATION).")
+    HELP = ("Writes a degraded copy of a clean raster, to see what the restoration can do on data "
+            "whose clean version you know: restore the copy, then score both against the clean "
+            "raster with Evaluate quality (or run the Simulate, restore and evaluate workflow). Also "
+            "useful to see how the degradation measures react, or to prepare fine-tuning data. The "
+            "same seed gives the same result. Noise levels are in 0-255 units of the data scaled to "
+            "[0, 1], as in the paper; nothing is clipped. What was applied, with every parameter, is "
+            "stored in the output's metadata (DAMP_DEGRADATION); Evaluate quality reads it to score "
+            "the degraded bands and pixels on their own. The output opens as “<input> — degraded (<kind>)”.")
+    NOTES = ("Good examples of what the restoration handles: gaussian_noise (sigma=30), complex, "
+             "inpaint (missing pixels) and band_loss (lost bands, judged by the degraded part's score).",)
 
     def name(self) -> str:
         return "simulate"
@@ -93,9 +97,13 @@ class SimulateAlgorithm(DampAlgorithm):
 
         source = self.input_raster(parameters, self.INPUT, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        record = degrade_raster(source, output, self.parameterAsEnumString(parameters, self.KIND, context),
-                                seed=self.parameterAsInt(parameters, self.SEED, context),
+        kind = self.parameterAsEnumString(parameters, self.KIND, context)
+        record = degrade_raster(source, output, kind, seed=self.parameterAsInt(parameters, self.SEED, context),
                                 **parse_parameters(self.parameterAsString(parameters, self.PARAMETERS, context)))
-        feedback.pushInfo(f"Applied: {json.dumps(record.to_dict())}")
-        TrueColour.attach(context, output)
+        feedback.pushInfo(f"Applied {kind.replace('_', ' ')} with {format_defaults(record.params)} "
+                          f"(seed {record.seed}) to {len(record.bands)} band(s)"
+                          + (f", {100 * record.pixel_fraction:.2g} % of the values." if record.pixel_fraction
+                             else "."))
+        self.details_log(context, feedback)(f"Record: {json.dumps(record.to_dict())}")
+        self.load_as(context, output, self.output_name(parameters, context, f"degraded ({kind.replace('_', ' ')})"))
         return {self.OUTPUT: output}

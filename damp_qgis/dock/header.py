@@ -30,11 +30,11 @@ class ScopeSwitch(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._buttons = {
-            LAYER: QRadioButton("Whole layer (sampled)"),
+            LAYER: QRadioButton("Whole layer"),
             EXTENT: QRadioButton("Visible extent"),
         }
         self._buttons[LAYER].setToolTip("Read the whole layer at full resolution: small layers entirely, "
-                                        "large ones as 4 windows spread over it.")
+                                        "large ones sampled as 4 windows spread over it.")
         self._buttons[EXTENT].setToolTip("Read the part of the layer shown in the map; updates when the "
                                          "map stops moving.")
         self._buttons[LAYER].setChecked(True)

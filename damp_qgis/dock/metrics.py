@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from qgis.PyQt.QtCore import QPointF, QRectF, QSize, Qt
 from qgis.PyQt.QtGui import QColor, QFont, QPainter, QPalette, QPen
-from qgis.PyQt.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from qgis.PyQt.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+from .widgets import ElidedLabel
 
 CLEAN_COLOUR = QColor(77, 175, 74)      # ranges seen on clean training crops
 DEGRADED_COLOUR = QColor(228, 26, 28)   # ranges seen on degraded training crops
 VALUE_FORMAT = "{:.4g}"
+WIDEST_VALUE = "-0.0000e-00"  # the value column is always this wide, so no value is ever cut
 
 Range = tuple[float, float]
 
@@ -28,6 +31,9 @@ class RangeBar(QWidget):
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
         return QSize(160, 14)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+        return QSize(40, 14)
 
     def set_value(self, value: float, clean: Range | None, degraded: Range | None) -> None:
         """Show ``value`` against the clean and degraded ranges (either may be None)."""
@@ -71,7 +77,8 @@ class RangeBar(QWidget):
 
 
 class MetricsPanel(QWidget):
-    """Six rows, one per DP metric: its title and value, then its range bar; tooltips explain each.
+    """Six rows, one per DP metric: its short name and title (shortened with "…" in a narrow dock)
+    and value, then its range bar; tooltips explain each.
 
     The rows are built on the first ``show_metrics`` from ``damp_engine.names``' names, titles
     and meanings (imported then, so that opening QGIS never loads torch).
@@ -99,10 +106,11 @@ class MetricsPanel(QWidget):
         mono.setStyleHint(QFont.TypeWriter)
         for row, name in enumerate(METRIC_NAMES):
             tip = f"<b>{METRIC_TITLES[name]} ({name.upper()})</b><br>{METRIC_MEANINGS[name]}"
-            title = QLabel(f"{METRIC_TITLES[name]} <span style='color:gray'>{name.upper()}</span>")
+            title = ElidedLabel(f"{name.upper()}  {METRIC_TITLES[name]}")
             value = QLabel()
             value.setFont(mono)
             value.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
+            value.setMinimumWidth(value.fontMetrics().horizontalAdvance(WIDEST_VALUE))
             bar = RangeBar()
             for widget in (title, value):
                 widget.setToolTip(tip)
@@ -132,17 +140,13 @@ class MetricsPanel(QWidget):
         return self._bars[name]
 
 
-def _legend() -> QWidget:
-    """One line explaining the bars' colours."""
-    legend = QWidget()
-    layout = QHBoxLayout(legend)
-    layout.setContentsMargins(0, 2, 0, 0)
-    for colour, text in ((CLEAN_COLOUR, "clean training data"), (DEGRADED_COLOUR, "degraded"),
-                         (None, "| this layer")):
-        label = QLabel(text)
-        if colour is not None:
-            label.setText(f"<span style='color:{colour.name()}'>■</span> {text}")
-        label.setStyleSheet("color: gray; font-size: small;")
-        layout.addWidget(label)
-    layout.addStretch(1)
+def _legend() -> QLabel:
+    """One wrapping line explaining the bars' colours."""
+    items = [f"<span style='color:{colour.name()}'>■</span>&nbsp;{text}"
+             for colour, text in ((CLEAN_COLOUR, "clean training data"), (DEGRADED_COLOUR, "degraded"))]
+    legend = QLabel(" &nbsp; ".join(items + ["|&nbsp;this&nbsp;layer"]))
+    legend.setTextFormat(Qt.RichText)
+    legend.setWordWrap(True)
+    legend.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+    legend.setStyleSheet("color: gray; font-size: small;")
     return legend

@@ -51,13 +51,29 @@ class _BlockExpertGrid(QWidget):
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
         return QSize(200, HEADER_HEIGHT + ROW_HEIGHT * len(self.cells) + LEGEND_HEIGHT)
 
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+        """Narrow enough for the dock's default width: the row names and "0.00" in every cell."""
+        metrics = QFontMetrics(self.font())
+        return QSize(self.label_width() + max(self.experts, 1) * (metrics.horizontalAdvance("0.00") + 4),
+                     self.sizeHint().height())
+
+    def label_width(self) -> int:
+        """The width of the row-name column."""
+        metrics = QFontMetrics(self.font())
+        return max((metrics.horizontalAdvance(name) for name in self.block_names), default=0) + 8
+
+    def column_rect(self, col: int) -> QRectF:
+        """Where column ``col`` (an expert) is drawn."""
+        label_width = self.label_width()
+        cell_width = (self.width() - label_width) / max(self.experts, 1)
+        return QRectF(label_width + col * cell_width, 0, cell_width, self.height())
+
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt API)
         if not self.cells:
             return
         painter = QPainter(self)
         painter.setRenderHint(QPainter.Antialiasing)
-        metrics = QFontMetrics(self.font())
-        label_width = max(metrics.horizontalAdvance(name) for name in self.block_names) + 8
+        label_width = self.label_width()
         cell_width = (self.width() - label_width) / self.experts
         text = self.palette().color(QPalette.WindowText)
         painter.setPen(text)
@@ -129,9 +145,10 @@ class ExpertShares(_BlockExpertGrid):
 
     def _paint_legend(self, painter: QPainter, rect: QRectF, label_width: float) -> None:
         half = (rect.width() - label_width) / 2
+        metrics = QFontMetrics(self.font())
         for i, (colour, text) in enumerate(((SPATIAL, "spatial λs"), (SPECTRAL, "spectral λc = 1 − λs"))):
             left = label_width + i * half
             painter.fillRect(QRectF(left, rect.top() + 3, 12, rect.height() - 6), colour)
             painter.setPen(self.palette().color(QPalette.WindowText))
-            painter.drawText(QRectF(left + 16, rect.top(), half - 16, rect.height()),
-                             Qt.AlignLeft | Qt.AlignVCenter, text)
+            painter.drawText(QRectF(left + 16, rect.top(), half - 16, rect.height()), Qt.AlignLeft | Qt.AlignVCenter,
+                             metrics.elidedText(text, Qt.ElideRight, int(half - 16)))

@@ -28,6 +28,10 @@ class InspectTask(QgsTask):
     After ``run``, exactly one of ``inspection`` (an ``Inspection``) and ``error`` (a message for
     the user) is set, or neither if the task was cancelled. ``on_done(task)`` is called on the
     main thread when the task ends, however it ends.
+
+    A cancelled inspection ends as *complete*, not *terminated*: the dock cancels one whenever the
+    user moves on to another layer, which is no failure, and QGIS announces a terminated task
+    that ran a few seconds as "Task failed".
     """
 
     def __init__(self, request: InspectRequest, on_done: Callable[[InspectTask], None]) -> None:
@@ -38,7 +42,7 @@ class InspectTask(QgsTask):
         self._on_done = on_done
 
     def run(self) -> bool:
-        """Compute the inspection; False when cancelled or failed."""
+        """Compute the inspection; True when done or cancelled, False when it failed."""
         try:
             from damp_engine import DampCancelled, DampInputError
             from damp_engine.inspect import inspect_raster
@@ -52,7 +56,7 @@ class InspectTask(QgsTask):
             self.inspection = inspect_raster(request.path, request.window, model=request.model,
                                              device=request.device, cancelled=self.isCanceled)
         except DampCancelled:
-            return False
+            return True  # asked to stop, and stopped: not a failure (inspection stays None)
         except DampInputError as exc:
             self.error = str(exc)
             return False
