@@ -306,8 +306,12 @@ def _fail(message: object, code: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import numpy as np
+
     args = build_parser().parse_args(argv)
-    with _termination_as_interrupt():
+    # Overflow or NaN in intermediate sums of a damaged raster is handled where it matters; numpy's
+    # warnings about it would only print lines that are not the one sentence the user gets.
+    with _termination_as_interrupt(), np.errstate(all="ignore"):
         try:
             args.func(args)
         except DampInputError as exc:

@@ -428,6 +428,9 @@ def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch:
     """The shared body of restore_raster, upscale_raster and routing_raster."""
     _check_settings(tile, halo, batch, prompt_scope)
     paths, report_path = _check_outputs(src, mask, (dst, routing_map, prompt_map), report)
+    from .raster import open_raster
+
+    open_raster(src, min_bands=3)  # the input opens as a raster with enough bands, before the model loads
     loaded = _resolve_model(model, device)
     net = loaded.net
     stats = RunStats()
