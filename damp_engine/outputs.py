@@ -133,9 +133,12 @@ def move_file_set(src: Path, dst: Path) -> None:
     (ENVI .hdr, .aux.xml); raises OSError or RuntimeError (GDAL) when that fails."""
     driver = _raster_driver(src)
     if driver is not None:
-        driver.Rename(str(dst), str(src))
-    else:
-        os.replace(src, dst)
+        try:
+            driver.Rename(str(dst), str(src))
+            return
+        except RuntimeError:  # a damaged raster GDAL cannot open to list its files: move the file itself
+            pass
+    os.replace(src, dst)
 
 
 def delete_file_set(path: Path) -> None:

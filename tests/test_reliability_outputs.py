@@ -149,3 +149,15 @@ def test_checking_an_output_cleans_its_folder(tmp_path):
     stale.write_text("{")
     check_output_file(tmp_path / "r.json", "report")
     assert names(tmp_path) == []
+
+
+def test_a_damaged_raster_at_the_destination_is_replaced(tmp_path, like):
+    whole = write_raster(tmp_path / "a.tif", smooth_cube(3, 8, 8, seed=5)).read_bytes()
+    (tmp_path / "a.tif").write_bytes(whole[:200])  # its header survives, its data does not
+    with RasterWriter(tmp_path / "a.tif", like) as writer:
+        writer.write(np.full((3, 8, 8), 7.0, np.float32), 0, 0)
+    assert names(tmp_path) == ["a.tif", "like.tif"]
+    from damp_engine.raster import RasterReader
+
+    with RasterReader(tmp_path / "a.tif") as reader:
+        assert float(reader.read_all()[0].min()) == 7.0
