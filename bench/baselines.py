@@ -109,17 +109,23 @@ def bm4d_denoise(cube: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
 def subspace_closed_form(cube: np.ndarray, sigmas: np.ndarray | None = None) -> np.ndarray:
     """The network's starting point (DESIGN §4a) with no network: the scene's noise-whitened
     spectral basis (fitted on the whole cube), least squares over each pixel's valid bands,
-    wavelet shrinkage of the eigen-images, gaps filled from the basis. Estimates its own noise
-    (``sigmas`` is ignored), as `damp restore` does."""
+    wavelet shrinkage of the eigen-images, gaps filled from the basis, replicated coarse pixels
+    interpolated; a noise-free scene keeps its valid samples. Estimates its own noise (``sigmas``
+    is ignored), as `damp restore` does."""
+    from damp_engine.coarse import detect_blocks, interpolate_blocks
     from damp_engine.restoration import restore_cube
-    from damp_engine.scene_analysis import scene_basis
+    from damp_engine.scene_analysis import NOISE_FREE_SIGMA, scene_basis
     from damp_engine.validity import validity_mask
 
     lost = (cube == 0).reshape(cube.shape[0], -1).all(axis=1)
     valid, _ = validity_mask(cube, np.ones(cube.shape, bool), lost)
     basis = scene_basis(cube[None], valid[None])
     x, ok = torch.from_numpy(cube[None]).float(), torch.from_numpy(valid[None])
-    return restore_cube(None, basis, x, ok, torch.zeros(1, 6)).cube[0].numpy()
+    blocks = detect_blocks([(cube, valid, 0, 0)])
+    if blocks is not None:
+        x = interpolate_blocks(x, blocks, (0, 0))
+    keep = blocks is None and float(np.nanmedian(basis.noise_sigma)) < NOISE_FREE_SIGMA
+    return restore_cube(None, basis, x, ok, torch.zeros(1, 6), keep_valid=keep).cube[0].numpy()
 
 
 def closed_form_task(degraded: np.ndarray, record: Degradation) -> np.ndarray:

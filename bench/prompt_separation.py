@@ -1,13 +1,15 @@
 """How far each degradation moves a scene's normalised degradation prompt away from the clean scene,
-and how much of the input the prompt-gated skip then lets through.
+and how much of the input's out-of-subspace part the model then keeps.
 
 For every test scene (centre crop) and task of the quality suite, the prompt of the degraded
-cube is normalised with the model's stored shift/scale (what the network's prompt embedding
-sees) and its Euclidean distance to the clean cube's normalised prompt is printed, per task as
-the mean over scenes. A degradation whose distance is small next to the others' is one the
-routers can hardly tell from a clean image. The skip share is the mean over bands and views of
-`SkipGate`'s g(e) for that prompt: the part of the input the output keeps as it is. Run from the
-repository root::
+cube (measured as `damp restore` measures a scene: the median over 64-pixel sample windows) is
+turned into the network's features (`prompt_features`: log10 of HFER, SCM, SCS, GSTD) and
+normalised with the model's stored shift/scale, and its Euclidean distance to the clean cube's is
+printed, per task as the mean over scenes. A degradation whose distance is small next to the
+others' is one the routers can hardly tell from a clean image. The complement share is the
+`ComplementGate`'s g(e) for that prompt: the share of the input's out-of-subspace part the output
+keeps (noise should go, detail of blurred or coarse inputs should stay). Run from the repository
+root::
 
     .venv/bin/python -m bench.prompt_separation [--model M] [--crop 128]
 """
@@ -25,18 +27,34 @@ if __package__ in (None, ""):
 from damp_engine.checkpoint import load_model
 from damp_engine.degrade import degrade
 from damp_engine.evaluation import TASKS, case_seed, load_reference, scene_files
-from damp_engine.spectral import view_prompts
+from damp_engine.model import prompt_features
+from damp_engine.scene_analysis import SAMPLE_WINDOW, prompt_input
+from damp_engine.scaling import sample_grid
+from damp_engine.validity import validity_mask
 
 DEFAULT_SCENES = Path(__file__).resolve().parents[2] / "shared" / "data" / "hsi" / "test"
 
 
-def prompt_and_skip(net, cube) -> tuple[torch.Tensor, float]:
-    """The scene's normalised prompt (mean over its network views of (prompt - shift) / scale) and
-    the mean skip share g(e) over its views and bands."""
+def scene_prompt(cube) -> torch.Tensor:
+    """(1, 6) raw prompt of a cube, the median over its 64-pixel sample windows."""
+    from damp_engine.prompt import compute_prompt
+
+    c, h, w = cube.shape
+    lost = (cube == 0).reshape(c, -1).all(axis=1)
+    rows = []
+    for x0, y0, ww, hh in sample_grid(w, h, window=min(SAMPLE_WINDOW, w, h), count=8):
+        window = cube[:, y0:y0 + hh, x0:x0 + ww]
+        ok, void = validity_mask(window, window == window, lost)
+        rows.append(compute_prompt(prompt_input(window, ok, void)).values[0])
+    return torch.stack(rows).median(dim=0).values[None]
+
+
+def prompt_and_share(net, cube) -> tuple[torch.Tensor, float]:
+    """The scene's normalised prompt features and the complement share g(e) the model gives it."""
+    raw = scene_prompt(cube)
     with torch.no_grad():
-        raw = view_prompts(torch.from_numpy(cube[None]), net.preset.bands)[0]
-        skip = net.skip_gate(net.embed_prompt((raw - net.dp_shift) / net.dp_scale)).mean()
-    return ((raw - net.dp_shift) / net.dp_scale).mean(dim=0), float(skip)
+        share = net.complement_gate(net.embed(raw))
+    return ((prompt_features(raw) - net.dp_shift) / net.dp_scale)[0], float(share)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,15 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, list[tuple[float, float]]] = {t.name: [] for t in TASKS}
     for path in scene_files(args.scenes):
         clean = load_reference(path, args.crop)
-        reference, _ = prompt_and_skip(net, clean)
+        reference, _ = prompt_and_share(net, clean)
         for task in TASKS:
             degraded, _ = degrade(clean, task.kind, case_seed(0, path.stem, task), **task.params)
-            prompt, skip = prompt_and_skip(net, degraded)
+            prompt, skip = prompt_and_share(net, degraded)
             rows[task.name].append((float(torch.dist(prompt, reference)), skip))
-    print(f"{'task':<22}{'distance from clean':>22}{'skip share':>12}   (means over scenes)")
+    print(f"{'task':<22}{'distance from clean':>22}{'complement share':>18}   (means over scenes)")
     for task in TASKS:
         distance, skip = (sum(v) / len(v) for v in zip(*rows[task.name]))
-        print(f"{task.name:<22}{distance:>22.2f}{skip:>12.2f}")
+        print(f"{task.name:<22}{distance:>22.2f}{skip:>18.2f}")
     return 0
 
 

@@ -8,8 +8,8 @@ part only; the benchmark script ``bench/quality_suite.py`` adds classical baseli
 
 Conventions
 -----------
-- Reference scaling: unscaled unsigned-integer rasters are divided by their type's maximum
-  (CAVE uint16 counts / 65535); rasters whose values already lie within about [0, 1] after the
+- Reference scaling: unscaled unsigned-integer rasters that use their type's range are divided
+  by the type's maximum (CAVE uint16 counts / 65535); rasters whose values already lie within about [0, 1] after the
   GDAL band scale (Samson, EnMAP reflectance) are used as they are; anything else is divided by
   its 99.9th percentile. Bands without valid data are dropped and invalid pixels filled with
   their band's median.
@@ -125,7 +125,9 @@ def reference_factor(reader: RasterReader, percentile_value: float) -> float:
     info = reader.info
     unscaled = all(s == 1 for s in info.scales) and all(o == 0 for o in info.offsets)
     if unscaled and np.issubdtype(np.dtype(info.dtype), np.unsignedinteger):
-        return float(np.iinfo(np.dtype(info.dtype)).max)
+        top = float(np.iinfo(np.dtype(info.dtype)).max)
+        if percentile_value > 0.05 * top:  # counts that use the type's range (CAVE); not HYDICE's 0–592
+            return top
     return 1.0 if percentile_value <= 1.0 else percentile_value
 
 

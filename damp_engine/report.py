@@ -18,7 +18,7 @@ import numpy as np
 
 from .prompt import METRIC_NAMES
 
-TIMING_KEYS = ("read", "prompt", "network", "write")
+TIMING_KEYS = ("analysis", "read", "prompt", "network", "write")
 
 
 @dataclass
@@ -32,12 +32,16 @@ class RestoreReport:
     bands, width, height: the output raster's size.
     tile, halo, batch: the settings the run ended with (an out-of-memory back-off lowers them).
     seconds:       wall time per stage ("read", "prompt", "network", "write") and "total".
-    prompt:        the degradation prompt over the tiles: {metric: {"mean", "min", "max"}}.
+    prompt:        the tiles' own degradation prompts: {metric: {"mean", "min", "max"}}, measured
+                   only when a prompt map or per-tile routing needs them ({} otherwise; the
+                   prompt that routed the run is ``scene["scene_prompt"]``).
     routing:       mean gate per expert of every DAMoE block: {block: [g_1 .. g_E]}, averaged
                    over tiles weighted by their area.
     spatial_share: λ_s of every expert of every block: {block: [λ_1 .. λ_E]} (λ_c = 1 − λ_s).
     scale_factor:  the raster value that was mapped to 1 for the network.
     events:        notable things that happened (out-of-memory back-offs), in order.
+    scene:         the scene analysis (`SceneAnalysis.to_dict`): the scene's prompt, the scale
+                   factor, the spectral basis's rank, noise level and regenerated bands.
     """
 
     output: Path | None
@@ -59,6 +63,7 @@ class RestoreReport:
     routing_map: Path | None = None
     prompt_map: Path | None = None
     report: Path | None = None
+    scene: dict = field(default_factory=dict)
 
     def dominant_experts(self) -> dict[str, int]:
         """The expert (1-based) with the largest mean gate in each block."""
@@ -81,7 +86,9 @@ class RestoreReport:
 
     def to_dict(self) -> dict:
         """JSON-ready dict (paths as strings)."""
-        return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
+        out = {key: str(value) if isinstance(value, Path) else value for key, value in asdict(self).items()}
+        out["scene_prompt"] = self.scene.get("scene_prompt")
+        return out
 
 
 class RunStats:

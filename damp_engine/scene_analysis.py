@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .errors import DampCancelled, DampInputError
+from .coarse import Blocks, detect_blocks
 from .raster import RasterReader
 from .scaling import Scaling, measure_scaling, sample_grid
 from .subspace import SpectralBasis, fill_gaps, fit_basis, project, with_thresholds
@@ -24,7 +25,6 @@ SAMPLE_WINDOWS = 8        # at most this many per axis
 MAX_BASIS_PIXELS = 40000  # spectra the basis is fitted on (a fixed stride over the windows)
 MIN_VALID_SHARE = 0.25    # a window with fewer valid pixels is not sampled
 NOISE_FREE_SIGMA = 2 / 255  # median band noise below which a scene counts as noise-free
-MISSING_SHARE = 1e-3      # share of missing samples from which a scene counts as having gaps
 
 
 def prompt_input(x: np.ndarray, valid: np.ndarray, void: np.ndarray) -> np.ndarray:
@@ -74,6 +74,7 @@ class SceneAnalysis:
     windows:   the sample windows (x0, y0, w, h) it was measured on.
     missing_share: share of the sampled values that are missing (gaps, dead lines, lost bands)
                among those the reader returned as valid.
+    blocks:    replicated blocks of coarse pixels (`damp_engine.coarse`), or None.
     """
 
     scaling: Scaling
@@ -83,6 +84,7 @@ class SceneAnalysis:
     basis: SpectralBasis
     windows: list[tuple[int, int, int, int]]
     missing_share: float = 0.0
+    blocks: Blocks | None = None
 
     @property
     def noise_free(self) -> bool:
@@ -92,9 +94,10 @@ class SceneAnalysis:
 
     @property
     def keep_valid(self) -> bool:
-        """Return valid samples unchanged: the scene is noise-free and only has missing data to fill
-        (DESIGN §4a.1: missing samples are facts; measured ones are kept)."""
-        return self.noise_free and self.missing_share > MISSING_SHARE
+        """Return valid samples unchanged and only fill the missing ones: the scene is noise-free and
+        its pixels are not replicated blocks (DESIGN §4a.1: a restoration must first do no harm;
+        the bundled model does not yet sharpen noise-free blurred scenes reliably, see the README)."""
+        return self.noise_free and self.blocks is None
 
     def prompt_dict(self) -> dict[str, float]:
         from .prompt import METRIC_NAMES
@@ -105,7 +108,7 @@ class SceneAnalysis:
         return {"scene_prompt": self.prompt_dict(), "scale_factor": self.scaling.factor,
                 "sample_windows": len(self.windows), "basis": self.basis.to_dict(),
                 "missing_share": round(self.missing_share, 6), "noise_free": self.noise_free,
-                "keep_valid": self.keep_valid}
+                "keep_valid": self.keep_valid, "coarse_blocks": self.blocks and self.blocks.to_dict()}
 
 
 def analyse_scene(reader: RasterReader, bad: np.ndarray | None = None, mask: RasterReader | None = None,
@@ -134,7 +137,7 @@ def analyse_scene(reader: RasterReader, bad: np.ndarray | None = None, mask: Ras
     if (~lost).sum() < 3:
         raise DampInputError(f"Only {int((~lost).sum())} band(s) of {info.path} hold data that is not marked "
                              "bad; DAMP needs at least 3 bands with data.")
-    windows, cubes, valids, prompts = [], [], [], []
+    windows, cubes, valids, prompts, raw = [], [], [], [], []
     missing, measured = 0, 0
     for x0, y0, w, h in grid:
         if cancelled is not None and cancelled():
@@ -150,6 +153,7 @@ def analyse_scene(reader: RasterReader, bad: np.ndarray | None = None, mask: Ras
         missing += int((usable & ~ok).sum())
         measured += int(usable.sum())
         cubes.append(np.where(ok, x, 0))
+        raw.append((x, ok, x0, y0))
         valids.append(ok)
         if min(w, h) >= 8:
             prompts.append(compute_prompt(prompt_input(x, ok, void)).values[0].double())
@@ -161,4 +165,5 @@ def analyse_scene(reader: RasterReader, bad: np.ndarray | None = None, mask: Ras
     prompt = torch.stack(prompts).median(dim=0).values.float().numpy()
     positions = np.asarray(info.wavelengths, np.float64) if info.wavelengths else None
     basis = scene_basis(np.stack(cubes), np.stack(valids), positions)
-    return SceneAnalysis(scaling, lost, nodata_bands, prompt, basis, windows, missing / max(1, measured))
+    return SceneAnalysis(scaling, lost, nodata_bands, prompt, basis, windows, missing / max(1, measured),
+                         detect_blocks(raw))

@@ -21,8 +21,6 @@ from typing import Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
 
-SCENE_PROMPT_TILE = 256   # side of the tiles the scene's prompt is measured on (network-grid pixels)
-SCENE_PROMPT_TILES = 16   # at most this many of them, spread over the raster
 
 
 @dataclass(frozen=True)
@@ -99,12 +97,6 @@ class TileGrid:
         for y0 in range(0, self.height, tile):
             for x0 in range(0, self.width, tile):
                 yield self.plan(x0, y0, min(tile, self.width - x0), min(tile, self.height - y0), tile)
-
-    def prompt_windows(self, factor: int = 1) -> list[Window]:
-        """The tiles the scene's degradation prompt is measured on: up to SCENE_PROMPT_TILES tiles of
-        SCENE_PROMPT_TILE network pixels (`factor` input pixels each), spread along the tile order.
-        They do not depend on the run's tile size, so neither does the scene's prompt."""
-        return spread(list(self.windows(max(1, SCENE_PROMPT_TILE // factor))), SCENE_PROMPT_TILES)
 
     def split(self, window: Window, tile: int) -> list[Window]:
         """`window`'s tile cut into tiles of at most `tile` pixels, each with its own read window."""

@@ -1,33 +1,26 @@
-"""Streaming tiled inference: restore or super-resolve rasters of any size (DESIGN §5).
+"""Streaming tiled inference: restore or super-resolve rasters of any size (DESIGN §5, §4a).
 
-A raster is never held whole. Tiles are read block-wise with a halo of context
-(`damp_engine.tilegrid`), scaled to about [0, 1] by one robust factor for all bands
-(`damp_engine.scaling`), batched through the network (`damp_engine.inference`), cropped back
-to the tile and written at once. Peak memory depends on the tile and batch sizes (and GDAL's
-block cache, capped by GDAL_CACHEMAX), not on the raster's size.
+A raster is never held whole. First the scene is analysed once (`damp_engine.scene_analysis`):
+the robust scaling factor, the bands without data, the scene's degradation prompt and its
+spectral basis, all from a fixed grid of sample windows. Then tiles are read block-wise with a
+halo of context (`damp_engine.tilegrid`), given their validity mask (`damp_engine.validity`),
+restored in the scene's subspace (`damp_engine.restoration`, batched on the device by
+`damp_engine.inference`), cropped back to the tile and written at once. Peak memory depends on
+the tile and batch sizes (and GDAL's block cache, capped by GDAL_CACHEMAX), not on the raster.
 
 Halos are cropped, not blended. Read windows are aligned to the network's attention windows
-and down-sampling cells, so for the convolution and attention layers a tile's centre is
-computed as in a whole-image pass, up to the context beyond the halo; every output pixel is
-computed once, from the tile whose centre it lies in. Blending would average each overlap
-pixel from two tiles, each with less context there than a centre crop has, and would need a
-buffer of overlap rows as wide as the raster. What can differ between tiles is what the network
-pools over its whole input: the degradation prompt and the global averages of the routers and
-the channel attention. The pools and each tile's own prompt (for the prompt map and the report)
-are computed on the tile and its halo. What routes the network is, by default, the scene's
-prompt: the median, over up to 16 tiles of 256 pixels spread over the raster (whatever the run's
-tile size), of the prompt of each view the network sees (each spectral window), so every tile is
-restored under one reading of the degradation and tiles join without seams.
-``prompt_scope="tile"`` routes each tile by its own prompt instead (as in training: one prompt
-per patch), for scenes whose degradation varies across them.
+and down-sampling cells, and nothing in the restoration pools over a whole tile (the basis,
+the shrinkage thresholds and the prompt that routes the experts are the scene's; the network's
+poolings are local), so a tile's centre is computed as in a whole-image pass as long as the
+halo covers the receptive field. ``prompt_scope="tile"`` routes each tile by its own prompt
+instead, for scenes whose degradation varies across them (tiles may then show seams).
 
-Gaps and lost bands follow the training tasks. Nodata samples of a pixel that has data in
-other bands, and every band of the non-zero pixels of an optional mask raster, are 0 in the
-network's input, as the inpainting and band-loss tasks present them, and get restored values.
-`bad_bands` are zeroed in the input the same way and regenerated. Pixels nodata in every band,
-and not masked, stay nodata; the network sees each band's median of the tile there, so a swath
-edge looks like flat ground rather than a gap. Bands without any valid data in the raster (e.g.
-water-vapour absorption bands) are not given to the network and are written as nodata.
+Missing samples are facts (DESIGN §4a.1): nodata and NaN samples, zero spectra, dead lines,
+bands without data and the user's `bad_bands` are left out of every fit and get values from the
+basis and the other bands; the non-zero pixels of an optional mask raster are filled the same
+way. Pixels nodata in every band (and not masked) stay nodata, and so do bands that are nodata
+everywhere (e.g. absorption bands a provider blanked); bands that are zero everywhere or marked
+bad are regenerated.
 """
 from __future__ import annotations
 
@@ -43,14 +36,15 @@ import numpy as np
 import torch
 
 from .checkpoint import LoadedModel, load_model
+from .coarse import Blocks, interpolate_blocks
 from .errors import DampCancelled, DampInputError
-from .inference import Backoff, DeviceRunner, NetworkRunner, OutOfMemoryError
+from .inference import Backoff, NetworkRunner, OutOfMemoryError
 from .prompt import METRIC_NAMES, METRIC_TITLES
 from .raster import RasterInfo, RasterReader, RasterWriter, check_output_path
-from .report import RestoreReport, RunStats, write_json_atomically
-from .scaling import Scaling, measure_scaling
-from .spectral import view_prompts
+from .report import RestoreReport, RunStats
+from .scene_analysis import SceneAnalysis, analyse_scene, prompt_input
 from .tilegrid import TileGrid, Window
+from .validity import validity_mask
 
 MIN_TILE = 32          # smallest tile an out-of-memory back-off goes down to
 MIN_PROMPT_SIZE = 8    # the degradation prompt needs at least 8 x 8 pixels
@@ -64,19 +58,6 @@ Log = Callable[[str], None] | None
 ModelArg = LoadedModel | str | os.PathLike | None
 
 
-@dataclass(frozen=True)
-class BandPlan:
-    """Which bands the network sees (`net`) and which of those it must regenerate (`bad`)."""
-
-    net: np.ndarray
-    bad: np.ndarray
-
-    @property
-    def given(self) -> np.ndarray:
-        """Bands whose values are given to the network (net bands that are not bad)."""
-        return self.net & ~self.bad
-
-
 def parse_bad_bands(bad_bands: Sequence[int] | None, bands: int) -> np.ndarray:
     """(bands,) bool from 1-based band numbers; DampInputError for a band that does not exist."""
     bad = np.zeros(bands, bool)
@@ -85,16 +66,6 @@ def parse_bad_bands(bad_bands: Sequence[int] | None, bands: int) -> np.ndarray:
             raise DampInputError(f"Bad band {number} does not exist; the raster has bands 1 to {bands}.")
         bad[int(number) - 1] = True
     return bad
-
-
-def band_plan(scaling: Scaling, bad: np.ndarray) -> BandPlan:
-    """Bands with data plus the bad bands go to the network; DampInputError if fewer than 3 hold data."""
-    net = scaling.good_bands | bad
-    given = int((net & ~bad).sum())
-    if given < 3:
-        raise DampInputError(f"Only {given} band(s) hold data that is not marked bad; DAMP needs at least "
-                             "3 bands with data to restore a raster.")
-    return BandPlan(net=net, bad=bad[net])
 
 
 @dataclass(frozen=True)
@@ -133,35 +104,6 @@ def output_format(info: RasterInfo) -> OutputFormat:
     return OutputFormat(dtype, nodata, np.asarray(info.scales, np.float32), np.asarray(info.offsets, np.float32))
 
 
-def prepare_tile(data: np.ndarray, valid: np.ndarray, fill: np.ndarray | None, bands: BandPlan,
-                 factor: float) -> tuple[np.ndarray, np.ndarray]:
-    """The network input of one read window and the pixels that stay nodata.
-
-    data, valid: (all bands, h, w) from `RasterReader.read` (invalid samples are 0); fill: (h, w)
-    bool, the mask's pixels to fill, or None. Returns (x, void): x (net bands, h, w) float32
-    scaled by 1/factor, with invalid samples, masked pixels and bad bands at 0 and void pixels
-    at their band's median; void (h, w) bool, the pixels nodata in every given band and not masked.
-    """
-    data, valid = data[bands.net], valid[bands.net]
-    void = ~valid[~bands.bad].any(axis=0)
-    if fill is not None:
-        void &= ~fill
-    x = data / np.float32(factor)
-    fill_void(x, valid, void)
-    if fill is not None:
-        x[:, fill] = 0.0
-    x[bands.bad] = 0.0
-    return x, void
-
-
-def fill_void(x: np.ndarray, valid: np.ndarray, void: np.ndarray) -> None:
-    """Set the void pixels of each band of x (in place) to the band's median valid sample (0 if none)."""
-    if not void.any():
-        return
-    for band, ok in zip(x, valid):
-        good = band[ok]
-        band[void] = np.median(good) if good.size else 0.0
-
 
 def replicate(a: np.ndarray, factor: int) -> np.ndarray:
     """Pixel-replicate the last two axes `factor` times (how the training's SR task presents inputs)."""
@@ -175,7 +117,7 @@ class TileOutputs:
     cancel, an error) deletes them all and leaves existing files untouched.
     """
 
-    def __init__(self, stack: ExitStack, info: RasterInfo, factor: int, fmt: OutputFormat,
+    def __init__(self, stack, info: RasterInfo, factor: int, fmt: OutputFormat,
                  block_names: Sequence[str], output: Path | None, routing_map: Path | None,
                  prompt_map: Path | None, model_name: str | None):
         self.factor, self.fmt, self.bands = factor, fmt, info.bands
@@ -192,15 +134,13 @@ class TileOutputs:
                 prompt_map, map_like, bands=len(METRIC_NAMES), dtype="float32", nodata=float("nan"),
                 band_names=[f"{name.upper()}: {METRIC_TITLES[name]}" for name in METRIC_NAMES]))
 
-    def write_cube(self, window: Window, restored: np.ndarray | None, bands: BandPlan, void: np.ndarray) -> None:
-        """Write one tile: `restored` (net bands, h·f, w·f) physical values, or None for an all-nodata tile."""
+    def write_cube(self, window: Window, physical: np.ndarray | None) -> None:
+        """Write one tile: (bands, h·f, w·f) physical values, NaN where nodata; None for an all-nodata tile."""
         if self.cube is None:
             return
         f = self.factor
-        physical = np.full((self.bands, window.h * f, window.w * f), np.nan, np.float32)
-        if restored is not None:
-            physical[bands.net] = restored
-            physical[:, void] = np.nan
+        if physical is None:
+            physical = np.full((self.bands, window.h * f, window.w * f), np.nan, np.float32)
         self.cube.write(self.fmt.encode(physical), window.x0 * f, window.y0 * f)
 
     def write_maps(self, window: Window, prompt: np.ndarray | None, gates: np.ndarray | None, blocks: int) -> None:
@@ -226,13 +166,17 @@ def _cube_writer(path: Path, info: RasterInfo, factor: int, fmt: OutputFormat, m
                         metadata=metadata)
 
 
+
 @dataclass
 class ReadTile:
-    """One tile read and prepared: its window, network input (net bands, H, W) and void pixels (h, w)."""
+    """One tile read and prepared on the network grid: scaled cube x (C, H, W), its validity
+    (C, H, W) and the void pixels of the output tile (h·f, w·f) that stay nodata."""
 
     window: Window
     x: np.ndarray
+    valid: np.ndarray
     void: np.ndarray
+    void_read: np.ndarray
 
     @property
     def empty(self) -> bool:
@@ -241,32 +185,18 @@ class ReadTile:
 
 
 class TiledRun:
-    """One streaming pass over a raster: read, prompt, restore, write, tile by tile."""
+    """One streaming pass over a raster: read, restore in the scene's subspace, write, tile by tile.
 
-    def __init__(self, reader: RasterReader, mask: RasterReader | None, scaling: Scaling, bands: BandPlan,
-                 factor: int, grid: TileGrid, outputs: TileOutputs, runner: DeviceRunner,
-                 backoff: Backoff, stats: RunStats, blocks: int):
-        self.reader, self.mask, self.scaling, self.bands = reader, mask, scaling, bands
+    runner None writes only the prompt map (no network).
+    """
+
+    def __init__(self, reader: RasterReader, mask: RasterReader | None, analysis: SceneAnalysis,
+                 factor: int, grid: TileGrid, outputs: TileOutputs, runner: NetworkRunner | None,
+                 backoff: Backoff, stats: RunStats, blocks: int, prompt_scope: str = "scene"):
+        self.reader, self.mask, self.analysis = reader, mask, analysis
         self.factor, self.grid, self.outputs, self.runner = factor, grid, outputs, runner
         self.backoff, self.stats, self.blocks = backoff, stats, blocks
-        self.scene_prompt: torch.Tensor | None = None
-
-    def measure_scene_prompt(self, cancelled: Cancelled) -> int:
-        """Route every tile by the scene's prompt (see the module docstring); returns the tiles sampled.
-
-        The prompt of each network view is measured on the non-empty tiles of
-        `TileGrid.prompt_windows` and the median taken per view and metric.
-        """
-        prompts = []
-        for window in self.grid.prompt_windows(self.factor):
-            tile = self._read(window, cancelled)
-            if not tile.empty:
-                with self.stats.timed("prompt"):
-                    x = self.runner.upload(tile.x[None])
-                    prompts.append(view_prompts(x, self.runner.net.preset.bands)[0])
-        if prompts:
-            self.scene_prompt = torch.stack(prompts).median(dim=0).values
-        return len(prompts)
+        self.prompt_scope = prompt_scope
 
     def run(self, progress: Progress, cancelled: Cancelled) -> None:
         """Process every tile; an out-of-memory error re-queues the batch with a smaller batch or tile."""
@@ -306,50 +236,58 @@ class TiledRun:
             fill = None
             if self.mask is not None:
                 fill = self.mask.read(window.rx, window.ry, window.rw, window.rh)[0][0] != 0
-            x, void = prepare_tile(data, valid, fill, self.bands, self.scaling.factor)
+            x = data / np.float32(self.analysis.scaling.factor)
+            ok, void = validity_mask(x, valid, self.analysis.lost, fill)
             rows, cols = window.crop()
-            return ReadTile(window, replicate(x, self.factor), replicate(void[rows, cols], self.factor))
+            f = self.factor
+            x = replicate(np.where(ok, x, 0), f)
+            blocks = Blocks(f, (0, 0)) if f > 1 else self.analysis.blocks
+            if blocks is not None:
+                x = interpolate_blocks(torch.from_numpy(x)[None], blocks, (window.ry * f, window.rx * f))[0].numpy()
+            return ReadTile(window, x, replicate(ok, f), replicate(void[rows, cols], f), void)
 
     def _process(self, tiles: list[ReadTile]) -> None:
         """Prompt and restore the non-empty tiles of a batch, then write every tile."""
-        results = iter(self._infer([t.x for t in tiles if not t.empty]))
+        busy = [t for t in tiles if not t.empty]
+        results = iter(self._infer(busy))
         with self.stats.timed("write"):
             for tile in tiles:
                 self._write(tile, *((None, None, None) if tile.empty else next(results)))
 
-    def _infer(self, inputs: list[np.ndarray]) -> list[tuple]:
-        """(prompt, restored or None, gates or None) for each network input of the batch.
+    def _tile_prompts(self, tiles: list[ReadTile]) -> np.ndarray:
+        """(B, 6) each tile's own prompt, measured as the scene's is (on its read window)."""
+        from .prompt import compute_prompt
 
-        "network" time includes the transfer to the device and, for band counts other than
-        the network's, the prompts it computes for its spectral windows; "prompt" is the
-        prompt of each whole tile.
-        """
-        if not inputs:
+        cubes = [prompt_input(t.x[:, ::self.factor, ::self.factor], t.valid[:, ::self.factor, ::self.factor],
+                              t.void_read) for t in tiles]
+        return np.stack([compute_prompt(c).values[0].numpy() for c in cubes])
+
+    def _infer(self, tiles: list[ReadTile]) -> list[tuple]:
+        """(prompt, restored or None, gates or None) for each tile of the batch."""
+        if not tiles:
             return []
-        with self.stats.timed("network"):
-            batch = self.runner.upload(np.stack(inputs))
+        wants_prompts = self.outputs.prompt is not None or self.prompt_scope == "tile"
         with self.stats.timed("prompt"):
-            prompts = self.runner.prompt(batch)
-            values = prompts.float().cpu().numpy()
-        if not isinstance(self.runner, NetworkRunner):
-            return [(p, None, None) for p in values]
+            prompts = self._tile_prompts(tiles) if wants_prompts else [None] * len(tiles)
+        if self.runner is None:
+            return [(p, None, None) for p in prompts]
+        routing = np.stack(prompts) if self.prompt_scope == "tile" else \
+            np.repeat(self.analysis.prompt[None], len(tiles), axis=0)
         with self.stats.timed("network"):
-            restored, gates = self.runner.restore(batch, self._routing_prompts(batch, prompts))
-        return list(zip(values, restored, gates))
-
-    def _routing_prompts(self, batch: torch.Tensor, tile_prompts: torch.Tensor) -> torch.Tensor | None:
-        """(B, V, 6) prompts that route the batch's network views: the scene's, else the tiles' own
-        (a tile's whole-cube prompt is its only view's when it has the network's band count)."""
-        if self.scene_prompt is not None:
-            return self.scene_prompt.expand(batch.shape[0], -1, -1)
-        return tile_prompts[:, None] if batch.shape[1] == self.runner.net.preset.bands else None
+            restored, gates = self.runner.restore(self.analysis.basis, np.stack([t.x for t in tiles]),
+                                                  np.stack([t.valid for t in tiles]), routing,
+                                                  self.analysis.keep_valid and self.factor == 1)
+        return list(zip(prompts, restored, gates))
 
     def _write(self, tile: ReadTile, prompt, restored, gates) -> None:
         window = tile.window
+        physical = None
         if restored is not None:
             rows, cols = window.crop(self.factor)
-            restored = restored[:, rows, cols] * np.float32(self.scaling.factor)
-        self.outputs.write_cube(window, restored, self.bands, tile.void)
+            physical = restored[:, rows, cols] * np.float32(self.analysis.scaling.factor)
+            physical[self.analysis.nodata_bands] = np.nan
+            physical[:, tile.void] = np.nan
+        self.outputs.write_cube(window, physical)
         self.outputs.write_maps(window, prompt, gates, self.blocks)
         self.stats.add_tile(prompt, gates, window.area)
 
@@ -443,8 +381,8 @@ def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch:
         _check_size(info, factor)
         mask_reader = _open_mask(mask, info, stack)
         bad = parse_bad_bands(bad_bands, info.bands)
-        scaling = measure_scaling(reader, exclude=bad)
-        bands = band_plan(scaling, bad)
+        with stats.timed("analysis"):
+            analysis = analyse_scene(reader, bad, mask_reader)
         multiple = net.preset.size_multiple
         align = multiple // math.gcd(multiple, factor)
         grid = TileGrid(info.width, info.height, halo=-(-halo // factor), align=align,
@@ -452,23 +390,21 @@ def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch:
         outputs = TileOutputs(group, info, factor, output_format(info), net.block_names, *paths, loaded.name)
         backoff = Backoff(batch, max(1, tile // factor), max(1, MIN_TILE // factor), log)
         if log is not None:
-            log(f"Restoring {info.width} x {info.height} px, {int(bands.net.sum())} of {info.bands} bands, "
-                f"on {loaded.device} with {loaded.name}; scale factor {scaling.factor:g}.")
-        run = TiledRun(reader, mask_reader, scaling, bands, factor, grid, outputs, NetworkRunner(loaded),
-                       backoff, stats, len(net.block_names))
-        if prompt_scope == "scene":
-            sampled = run.measure_scene_prompt(cancelled)
-            if log is not None and sampled:
-                log(f"Routing every tile by the scene's degradation prompt (median of {sampled} tiles).")
+            log(f"Restoring {info.width} x {info.height} px, {info.bands} bands, on {loaded.device} with "
+                f"{loaded.name}: {analysis.basis.rank} spectral components, "
+                f"{int(analysis.lost.sum() - analysis.nodata_bands.sum())} band(s) to regenerate.")
+        run = TiledRun(reader, mask_reader, analysis, factor, grid, outputs, NetworkRunner(loaded),
+                       backoff, stats, len(net.block_names), prompt_scope)
         run.run(progress, cancelled)
-        result = _build_report(stats, loaded, info, factor, backoff, halo, scaling, paths, report_path)
+        result = _build_report(stats, loaded, info, factor, backoff, halo, analysis, paths, report_path)
         if report_path is not None:
             group.add_json(report_path, result.to_dict())
     return result
 
 
 def _build_report(stats: RunStats, loaded: LoadedModel, info: RasterInfo, factor: int, backoff: Backoff,
-                  halo: int, scaling: Scaling, paths: list[Path | None], report_path: Path | None) -> RestoreReport:
+                  halo: int, analysis: SceneAnalysis, paths: list[Path | None],
+                  report_path: Path | None) -> RestoreReport:
     """The RestoreReport of a finished run."""
     net = loaded.net
     return RestoreReport(
@@ -477,7 +413,7 @@ def _build_report(stats: RunStats, loaded: LoadedModel, info: RasterInfo, factor
         tile=backoff.tile * factor, halo=halo, batch=backoff.batch,
         seconds=stats.total_seconds(), prompt=stats.prompt_summary(),
         routing=stats.routing_summary(net.block_names), spatial_share=_spatial_shares(net),
-        scale_factor=scaling.factor, events=backoff.events,
+        scale_factor=analysis.scaling.factor, events=backoff.events, scene=analysis.to_dict(),
         routing_map=paths[1], prompt_map=paths[2], report=report_path)
 
 
@@ -555,11 +491,9 @@ def prompt_map_raster(src: str | os.PathLike, dst: str | os.PathLike, *, tile: i
         reader = stack.enter_context(RasterReader(src, min_bands=3))
         info = reader.info
         _check_size(info, 1)
-        scaling = measure_scaling(reader)
-        bands = band_plan(scaling, np.zeros(info.bands, bool))
+        analysis = analyse_scene(reader)
         grid = TileGrid(info.width, info.height, halo=0, min_read=MIN_PROMPT_SIZE)
         outputs = TileOutputs(stack, info, 1, output_format(info), [], None, None, out, None)
         backoff = Backoff(1, tile, tile)
-        TiledRun(reader, None, scaling, bands, 1, grid, outputs, DeviceRunner(torch.device("cpu")), backoff, stats,
-                 0).run(progress, cancelled)
+        TiledRun(reader, None, analysis, 1, grid, outputs, None, backoff, stats, 0).run(progress, cancelled)
     return out

@@ -29,6 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .checkpoint import load_model, resolve_device, save_checkpoint
+from .coarse import detect_blocks, interpolate_blocks
 from .degrade import degrade, sample_training_degradation
 from .errors import DampCancelled, DampInputError
 from .model import DAMP, get_preset, prompt_features
@@ -143,6 +144,9 @@ def make_sample(clean: np.ndarray, kind: str, params: dict, seed: int) -> Sample
     valid, _ = validity_mask(degraded, np.ones(degraded.shape, bool), lost)
     basis = scene_basis(degraded[None], valid[None])
     x, v = torch.from_numpy(degraded)[None], torch.from_numpy(valid)[None]
+    blocks = detect_blocks([(degraded, valid, 0, 0)])
+    if blocks is not None:
+        x = interpolate_blocks(x, blocks, (0, 0))
     inputs, z = network_input(basis, x, v)
     return Sample(inputs[0], compute_prompt(degraded).values[0], basis, z[0], x[0], v[0], torch.from_numpy(clean))
 

@@ -47,10 +47,10 @@ class Payload:
 def test_round_trip_gives_identical_outputs(saved):
     net, path = saved
     loaded = load_model(path, device="cpu")
-    x = torch.rand(2, 31, 32, 32)
+    x = torch.rand(2, 33, 32, 32)
     prompt = torch.rand(2, 6)
     with torch.no_grad():
-        assert torch.equal(loaded.net(x, prompt), net(x, prompt))
+        assert torch.equal(loaded.net(x, prompt).components, net(x, prompt).components)
     assert not loaded.net.training
     assert loaded.device == torch.device("cpu")
     assert loaded.name == "test model"
@@ -62,7 +62,7 @@ def test_card_describes_the_model(saved):
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["format"] == "damp-model" and card["card_version"] == CARD_VERSION
     assert card["preset"] == get_preset("tiny").to_dict()
-    assert card["bands"] == 31
+    assert card["components"] == 16
     assert card["prompt_metrics"] == ["hfer", "stu", "scm", "scs", "gstd", "scc"]
     assert card["prompt_normalisation"]["shift"] == pytest.approx([0.1, 0.5, 0.01, 0.02, 0.05, 0.9])
     assert card["training"] == {"steps": 3}
@@ -70,7 +70,7 @@ def test_card_describes_the_model(saved):
 
 
 def test_custom_preset_is_rebuilt_from_the_card(tmp_path):
-    custom = Preset(name="custom", bands=12, dim=8, enc_blocks=(1,), latent_blocks=1, dec_blocks=(1,),
+    custom = Preset(name="custom", components=12, dim=8, enc_blocks=(1,), latent_blocks=1, dec_blocks=(1,),
                     refine_blocks=0, heads=(1, 2), ffn_expansion=1.5, emb=16, experts=3, top_k=1)
     path = save_checkpoint(DAMP(custom), tmp_path / "custom.safetensors", {})
     assert load_model(path, device="cpu").net.preset == custom
@@ -83,21 +83,33 @@ def test_card_of_another_preset_is_refused(saved, tmp_path):
         load_model(tampered, device="cpu")
 
 
-def test_card_with_another_band_count_is_refused(saved, tmp_path):
+def test_card_with_another_component_count_is_refused(saved, tmp_path):
     _, path = saved
-    tampered = copy_with_card(path, tmp_path, lambda card: card.update(bands=50))
+    tampered = copy_with_card(path, tmp_path, lambda card: card.update(components=50))
     with pytest.raises(DampInputError, match="50"):
         load_model(tampered, device="cpu")
 
 
-def test_preset_with_another_band_count_is_refused(saved, tmp_path):
+def test_preset_with_another_component_count_is_refused(saved, tmp_path):
     _, path = saved
 
-    def fifty_bands(card):
-        card["preset"]["bands"] = card["bands"] = 50
+    def fifty_components(card):
+        card["preset"]["components"] = card["components"] = 50
 
-    with pytest.raises(DampInputError, match="50-band preset 'tiny'"):
-        load_model(copy_with_card(path, tmp_path, fifty_bands), device="cpu")
+    with pytest.raises(DampInputError, match="50-component preset 'tiny'"):
+        load_model(copy_with_card(path, tmp_path, fifty_components), device="cpu")
+
+
+def test_a_version_2_model_is_refused_with_what_to_do(saved, tmp_path):
+    """Models of the v1 design (31-band windows, card version 2) do not load into v2."""
+    _, path = saved
+
+    def version_2(card):
+        card["card_version"] = 2
+        card["preset"]["bands"] = card["bands"] = 31
+
+    with pytest.raises(DampInputError, match="version 2.*update the DAMP plugin"):
+        load_model(copy_with_card(path, tmp_path, version_2), device="cpu")
 
 
 def test_card_of_another_format_or_version_is_refused(saved, tmp_path):

@@ -62,14 +62,21 @@ BASELINE_CASES = [
 
 @pytest.mark.parametrize("kind, params, names", BASELINE_CASES, ids=lambda v: str(v))
 def test_every_baseline_improves_on_its_degraded_input(baselines, cave_crop, kind, params, names):
+    """Every method beats its input by 1 dB, except DAMP's closed form on blur, which has no
+    deblurring step and must return a noise-free blurred scene as it is."""
     degraded, record = degrade(cave_crop, kind, seed=1, **params)
     methods = baselines.baselines_for(kind)
-    assert sorted(methods) == sorted(names)
+    closed_form = ("Anscombe + " if kind == "poisson" else "") + baselines.CLOSED_FORM
+    assert sorted(methods) == sorted([*names, closed_form])
     before = psnr(cave_crop, np.clip(degraded, 0, 1))
     for name, method in methods.items():
         estimate = method(degraded, record)
         assert estimate.shape == cave_crop.shape
-        assert psnr(cave_crop, np.clip(estimate, 0, 1)) > before + 1.0, name
+        after = psnr(cave_crop, np.clip(estimate, 0, 1))
+        if name == closed_form and kind in baselines.BLUR_KINDS:
+            assert after >= before - 1e-6, name
+        else:
+            assert after > before + 1.0, name
 
 
 def test_bicubic_beats_a_misaligned_upsampling(baselines, cave_crop):

@@ -86,3 +86,35 @@ def test_cancelled_finetune_writes_nothing(tmp_path, data):
 def test_missing_training_data_is_a_clear_error(tmp_path):
     with pytest.raises(DampInputError, match="not found"):
         train(config(tmp_path / "nowhere", tmp_path / "m.safetensors", steps=1), log=lambda _: None)
+
+
+def test_background_batches_equal_the_inline_ones(tmp_path, data):
+    from dataclasses import replace
+
+    from damp_engine.train import BatchStream, list_rasters, load_scene
+
+    cfg = config(data, tmp_path / "m.safetensors", steps=3)
+    files = list_rasters(cfg.data)
+    scenes = [load_scene(f, 3, cfg.crop) for f in files]
+    inline = BatchStream(cfg, files, scenes, first=1)
+    background = BatchStream(replace(cfg, loader_workers=1), files, scenes, first=1)
+    try:
+        for step in (1, 2):
+            a, b = inline.batch(step), background.batch(step)
+            assert all(torch.equal(x.inputs, y.inputs) and torch.equal(x.clean, y.clean) for x, y in zip(a, b))
+    finally:
+        background.close()
+
+
+def test_a_training_sample_is_prepared_as_a_tile_is_restored():
+    """Training and restoration share one path: the sample's network input is `network_input`'s."""
+    import numpy as np
+
+    from damp_engine.train import make_sample
+
+    clean = smooth_cube(40, 32, 32)
+    sample = make_sample(clean, "band_loss", {"fraction": 0.2}, seed=3)
+    assert sample.inputs.shape == (33, 32, 32)
+    lost = ~sample.valid.reshape(40, -1).any(dim=1)
+    assert int(lost.sum()) == 8 and np.isnan(sample.basis.noise_sigma[lost.numpy()]).all()
+    assert torch.equal(sample.clean, torch.from_numpy(clean))
