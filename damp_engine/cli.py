@@ -140,6 +140,39 @@ def cmd_restore(args: argparse.Namespace) -> None:
     print(report.summary())
 
 
+def cmd_restore_batch(args: argparse.Namespace) -> int:
+    """Restore many scenes on a Dask cluster; exit 1 naming the scenes that failed, 130 on a cancel."""
+    from tqdm import tqdm
+
+    from .batch import restore_batch
+
+    bar = tqdm(total=0, unit="scene", file=sys.stderr, disable=None)
+
+    def on_scene(result, done: int, total: int) -> None:
+        bar.total = total
+        bar.update(1)
+        if result.state == "failed":
+            bar.write(f"failed: {result.scene}: {result.error}", file=sys.stderr)
+
+    try:
+        report = restore_batch(
+            args.inputs, args.out, workers=args.workers, scheduler=args.scheduler, manifest=args.manifest,
+            retries=args.retries, threads=args.threads, model=args.model, tile=args.tile, halo=args.halo,
+            batch=args.batch, device=args.device, bad_bands=_bad_bands(args.bad_bands),
+            prompt_scope="tile" if args.tile_prompts else "scene", masks=args.mask, reports=args.report,
+            routing_maps=args.routing_map, prompt_maps=args.prompt_map, on_scene=on_scene,
+            log=lambda line: bar.write(line, file=sys.stderr))
+    except DampCancelled as exc:  # Ctrl-C and SIGTERM too: the finished scenes are kept
+        bar.close()
+        print(f"damp: {exc}", file=sys.stderr)
+        return 143 if isinstance(exc.__cause__, Terminated) else 130
+    bar.close()
+    print(report.summary())
+    for line in report.failure_lines():
+        print(f"damp: {line}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
 def cmd_upscale(args: argparse.Namespace) -> None:
     from .tiling import upscale_raster
 
@@ -248,6 +281,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", default=None, help="raster on the same grid; non-zero pixels are filled (inpainting)")
     p.add_argument("--bad-bands", default=None, help="1-based bands to regenerate, e.g. 12,13,80")
 
+    p = add("restore-batch", cmd_restore_batch,
+            "Restore many rasters on a Dask cluster (local processes by default); reruns do only what is missing.",
+            "damp restore-batch archive/*.tif --out restored --workers 4")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="rasters, folders, glob patterns, .txt lists (one path a line) or GDAL paths (/vsicurl/...)")
+    p.add_argument("--out", required=True, help="folder of the restored rasters (each named as its input; created)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes of the local cluster (default: one per core, at most one per scene)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="a running Dask scheduler instead of the local cluster, e.g. tcp://node1:8786")
+    p.add_argument("--manifest", default=None, help="JSON-lines record of every scene (default OUT/manifest.jsonl)")
+    p.add_argument("--retries", type=int, default=2, help="new attempts for a scene that fails (default 2)")
+    tiling_args(p)
+    for action in p._actions:
+        if action.dest == "report":
+            action.help = "folder for each scene's JSON report (NAME.json)"
+    p.add_argument("--routing-map", default=None, metavar="FOLDER", help="folder for each scene's routing map")
+    p.add_argument("--prompt-map", default=None, metavar="FOLDER", help="folder for each scene's prompt map")
+    p.add_argument("--mask", default=None, metavar="FOLDER",
+                   help="folder of masks, one per scene with the scene's file name (non-zero pixels are filled)")
+    p.add_argument("--bad-bands", default=None, help="1-based bands to regenerate in every scene, e.g. 12,13,80")
+
     p = add("upscale", cmd_upscale, "Super-resolve a raster onto a grid 2 or 4 times finer, restored by the model.",
             "damp upscale coarse.tif fine.tif --factor 2")
     p.add_argument("input", help="raster to upscale")
@@ -313,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     # warnings about it would only print lines that are not the one sentence the user gets.
     with _termination_as_interrupt(), np.errstate(all="ignore"):
         try:
-            args.func(args)
+            status = args.func(args)
         except DampInputError as exc:
             return _fail(f"error: {exc}", 2)
         except DampCancelled:
@@ -333,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             return _fail(f"internal error: {type(exc).__name__}: {exc}. This is a bug in DAMP; rerun with "
                          "DAMP_TRACEBACK=1 to see where, and report it. No output was written.", 1)
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":
