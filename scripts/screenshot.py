@@ -1,17 +1,21 @@
-"""Take docs/images/dock.png: the real QGIS desktop, under Xvfb, showing the DAMP dock on a noisy EnMAP crop.
+"""Take the README's pictures from the real QGIS desktop under Xvfb: docs/images/dock.png (the DAMP
+dock on a noisy EnMAP crop, with the spectral profile of one pixel in the clean, noisy and restored
+rasters) and docs/images/restore_dialog.png (the Restore dialog).
 
-Steps: add Gaussian noise to the bundled EnMAP sample with ``damp degrade``; make a fresh QGIS
-profile with the plugin linked into its plugins folder (``package_plugin.py link``: QGIS needs
-``metadata.txt`` inside the plugin folder) and enabled; start Xvfb and QGIS with that raster and
-``screenshot_in_qgis.py``, which waits until the dock shows values, grabs the main window and
-quits. Uses the default model (``$DAMP_MODEL`` or the bundled one); if there is none yet, a
-random-initialised tiny model stands in (its card has no reference ranges, so the metric bars
-stay empty) and a warning says so.
+Steps: add Gaussian noise to the bundled EnMAP sample with ``damp degrade`` and restore it with
+``damp restore``; make a fresh QGIS profile with the plugin linked into its plugins folder
+(``package_plugin.py link``: QGIS needs ``metadata.txt`` inside the plugin folder) and enabled;
+start Xvfb and QGIS with ``screenshot_in_qgis.py``, which loads the three rasters under the names
+the plugin gives its outputs, waits until the dock shows values, grabs the main window, opens and
+grabs the Restore dialog, and quits. Uses the default model (``$DAMP_MODEL`` or the bundled one);
+if there is none yet, a random-initialised tiny model stands in (its card has no reference
+ranges, so the metric bars stay empty) and a warning says so.
 
-Run with ``make screenshot`` (or ``.venv/bin/python scripts/screenshot.py [output.png]``).
+Run with ``make screenshot`` (or ``.venv/bin/python scripts/screenshot.py [dock.png [dialog.png]]``).
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -24,16 +28,22 @@ VENV = ROOT / ".venv"
 SAMPLE = ROOT / "resources" / "sample" / "enmap_potsdam_sample.tif"
 INSIDE = Path(__file__).resolve().with_name("screenshot_in_qgis.py")
 DEFAULT_OUTPUT = ROOT / "docs" / "images" / "dock.png"
+DEFAULT_DIALOG = ROOT / "docs" / "images" / "restore_dialog.png"
+SAMPLE_NAME = "enmap_potsdam_sample"
 SCREEN = "1280x960x24"
 QGIS_TIMEOUT_S = 240
 
 
-def degraded_sample(folder: Path) -> Path:
-    """The EnMAP sample with Gaussian noise (σ = 30/255 of its range), written by the damp CLI."""
-    out = folder / "enmap_potsdam_noisy.tif"
-    subprocess.run([str(VENV / "bin" / "damp"), "degrade", str(SAMPLE), str(out), "--kind", "gaussian_noise",
-                    "--param", "sigma=30", "--seed", "1"], check=True, stdout=subprocess.DEVNULL)
-    return out
+def sample_layers(folder: Path, env: dict[str, str]) -> list[tuple[str, str]]:
+    """[(path, layer name)] of the clean sample, its noisy copy (σ = 30/255, by the damp CLI) and the
+    restoration of that, named as the plugin names its outputs; the noisy one last (it ends on top)."""
+    damp = str(VENV / "bin" / "damp")
+    noisy, restored = folder / "enmap_potsdam_noisy.tif", folder / "enmap_potsdam_restored.tif"
+    subprocess.run([damp, "degrade", str(SAMPLE), str(noisy), "--kind", "gaussian_noise", "--param", "sigma=30",
+                    "--seed", "1"], check=True, stdout=subprocess.DEVNULL, env=env)
+    subprocess.run([damp, "restore", str(noisy), str(restored)], check=True, stdout=subprocess.DEVNULL, env=env)
+    degraded_name = f"{SAMPLE_NAME} — degraded (gaussian noise)"
+    return [(str(SAMPLE), SAMPLE_NAME), (str(restored), f"{degraded_name} — restored"), (str(noisy), degraded_name)]
 
 
 def model_environment(folder: Path) -> dict[str, str]:
@@ -90,34 +100,37 @@ def start_xvfb(display: int) -> subprocess.Popen:
 
 def main() -> int:
     output = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else DEFAULT_OUTPUT
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.unlink(missing_ok=True)
+    dialog = Path(sys.argv[2]).resolve() if len(sys.argv) > 2 else DEFAULT_DIALOG
+    for path in (output, dialog):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
     site_packages = next((VENV / "lib").glob("python3*/site-packages"))
     with tempfile.TemporaryDirectory(prefix="damp-shot-") as tmp:
         folder = Path(tmp)
-        raster = degraded_sample(folder)
+        models = model_environment(folder)
+        layers = sample_layers(folder, {**os.environ, **models})
         display = free_display()
         env = {
-            **os.environ, **model_environment(folder),
+            **os.environ, **models,
             "DISPLAY": f":{display}", "QT_QPA_PLATFORM": "xcb", "HOME": str(folder),
             "PYTHONPATH": str(site_packages),
-            "DAMP_SCREENSHOT": str(output),
+            "DAMP_SCREENSHOT": str(output), "DAMP_SCREENSHOT_DIALOG": str(dialog),
+            "DAMP_SCREENSHOT_LAYERS": json.dumps(layers),
         }
         xvfb = start_xvfb(display)
         try:
             result = subprocess.run(
-                ["qgis", "--profiles-path", str(fresh_profiles(folder)), "--nologo", str(raster),
-                 "--code", str(INSIDE)],
+                ["qgis", "--profiles-path", str(fresh_profiles(folder)), "--nologo", "--code", str(INSIDE)],
                 env=env, timeout=QGIS_TIMEOUT_S, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         finally:
             xvfb.terminate()
             xvfb.wait()
-    if result.returncode != 0 or not output.is_file():
+    if result.returncode != 0 or not output.is_file() or not dialog.is_file():
         print(result.stdout[-4000:], file=sys.stderr)
-        print(f"QGIS exited with {result.returncode}: the DAMP dock showed no values in time"
-              + (f" (see {output})" if output.is_file() else ""), file=sys.stderr)
+        print(f"QGIS exited with {result.returncode}: the DAMP dock showed no values in time, or the Restore "
+              "dialog did not open" + (f" (see {output})" if output.is_file() else ""), file=sys.stderr)
         return 1
-    print(f"wrote {output}")
+    print(f"wrote {output} and {dialog}")
     return 0
 
 

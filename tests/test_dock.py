@@ -189,16 +189,27 @@ def test_a_newer_request_makes_the_older_result_ignored(dock, layers, expected):
     assert dock.inspection is not expected["noisy"]
 
 
+def within(windows, region) -> bool:
+    """Whether every (x0, y0, w, h) window lies inside the region (x0, y0, w, h)."""
+    rx, ry, rw, rh = region
+    return all(rx <= x and ry <= y and x + w <= rx + rw and y + h <= ry + rh for x, y, w, h in windows)
+
+
 def test_extent_mode_inspects_the_visible_pixels_once_the_map_rests(dock, layers):
     show(dock, layers["clean"])
+    requests = []
+    start = dock._start
+    dock._start = lambda request: (requests.append(request), start(request))[1]
     dock.scope.set_scope(EXTENT)
     wait_for(lambda: idle(dock))
-    assert dock.inspection.windows == [(0, 0, SIDE, SIDE)]
+    assert requests[-1].window == (0, 0, SIDE, SIDE)
+    assert within(dock.inspection.windows, (0, 0, SIDE, SIDE))
     left_half = QgsRectangle(ORIGIN[0], ORIGIN[1] - SIDE * PIXEL, ORIGIN[0] + SIDE // 2 * PIXEL, ORIGIN[1])
     dock.iface.mapCanvas().setExtent(left_half)
-    wait_for(lambda: dock.inspection is not None and dock.inspection.windows[0][2] < SIDE)
-    x0, y0, width, height = dock.inspection.windows[0]
+    wait_for(lambda: requests[-1].window[2] < SIDE and idle(dock))
+    x0, y0, width, height = requests[-1].window
     assert (x0, y0) == (0, 0) and SIDE // 2 <= width < SIDE and height == SIDE
+    assert within(dock.inspection.windows, requests[-1].window)
 
 
 def test_restore_button_opens_the_restore_dialog_with_the_layer(dock, layers, monkeypatch):

@@ -9,8 +9,8 @@ spectrum in the active layer and in the layers made from it; *True colour* draws
 layer as the outputs are drawn. Everything fits the 311 px QGIS gives a dock by default: long
 titles are shortened with "…", text wraps, and there is no horizontal scroll bar.
 
-Layout, top to bottom: model and device; scope; then, scrolling, the reading slot and the metrics
-(or a message), the spectral profile, the routing details; then the status line and the actions.
+Layout, top to bottom: model and device; scope; then, scrolling, the reading slot (or a message),
+the spectral profile, the metrics and the routing details; then the status line and the actions.
 ``self.reading`` is the one widget of the reading slot (``reading.py``): it is filled by
 ``_show_reading`` only.
 
@@ -73,7 +73,7 @@ class DampDock(QgsDockWidget):
         self.restore_button = QPushButton("Restore this layer…")
         self.pages = QStackedWidget()
         self.results = QWidget()
-        self.details = QWidget()  # routing and expert shares: shown with an inspection
+        self.details = QWidget()  # metrics, routing and expert shares: shown with an inspection
         self.scroll = QScrollArea()
         self._build()
 
@@ -91,8 +91,8 @@ class DampDock(QgsDockWidget):
         self.set_layer(iface.activeLayer())
 
     def _build(self) -> None:
-        """Lay the widgets out: header, scope, then (scrolling) the reading slot and metrics or a
-        message, the spectral profile and the routing details, then the status and the actions."""
+        """Lay the widgets out: header, scope, then (scrolling) the reading slot or a message, the
+        spectral profile, the metrics and the routing details, then the status and the actions."""
         self.message.setWordWrap(True)
         self.message.setAlignment(Qt.AlignCenter)
         self.status.setWordWrap(True)
@@ -105,10 +105,10 @@ class DampDock(QgsDockWidget):
         column = QVBoxLayout(self.results)
         column.setContentsMargins(0, 0, 0, 0)
         column.addWidget(self.reading)  # the reading slot
-        column.addWidget(_group("Degradation prompt", self.metrics))
         column.addStretch(1)
         details = QVBoxLayout(self.details)
         details.setContentsMargins(0, 0, 0, 0)
+        details.addWidget(_group("Degradation prompt", self.metrics))
         details.addWidget(_group("Routing (gate weights)", self.routing))
         details.addWidget(_group("Spatial / spectral share", self.shares))
         self.details.setVisible(False)

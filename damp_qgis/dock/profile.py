@@ -21,7 +21,7 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, Qgs
 from qgis.gui import QgsMapCanvas, QgsMapToolEmitPoint, QgsVertexMarker
 from qgis.PyQt.QtCore import QPointF, QRectF, QSize, Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor, QFontMetrics, QPainter, QPainterPath, QPalette, QPen
-from qgis.PyQt.QtWidgets import (QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget)
+from qgis.PyQt.QtWidgets import QHBoxLayout, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 from ..outputs import SEPARATOR
 from .widgets import ElidedLabel
@@ -342,6 +342,54 @@ class SpectrumPlot(QWidget):
         super().mouseMoveEvent(event)
 
 
+class SpectrumLegend(QWidget):
+    """One row per spectrum (its colour as a line, its name shortened with "…" to fit) and a row for
+    the shaded bands; ``items`` are (colour, text, "line" | "box") in rows, the band marks last."""
+
+    SWATCH = 16
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.rows: list[list[tuple[QColor, str, str]]] = []
+        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
+
+    def set_rows(self, rows: list[list[tuple[QColor, str, str]]]) -> None:
+        self.rows = rows
+        self.setFixedHeight(self.sizeHint().height())
+        self.setToolTip("\n".join(text for row in rows for _, text, _ in row))
+        self.update()
+
+    def texts(self) -> list[str]:
+        """Every item's full text, row by row."""
+        return [text for row in self.rows for _, text, _ in row]
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+        return QSize(200, len(self.rows) * (QFontMetrics(self.font()).height() + 2))
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+        return QSize(60, self.sizeHint().height())
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        painter = QPainter(self)
+        metrics = QFontMetrics(self.font())
+        line = metrics.height() + 2
+        text_colour = self.palette().color(QPalette.WindowText)
+        for index, row in enumerate(self.rows):
+            top, width = index * line, self.width() / max(len(row), 1)
+            for column, (colour, text, kind) in enumerate(row):
+                left = column * width
+                if kind == "line":
+                    painter.setPen(QPen(colour, 2.5))
+                    painter.drawLine(QPointF(left + 1, top + line / 2), QPointF(left + self.SWATCH - 2, top + line / 2))
+                else:
+                    painter.fillRect(QRectF(left + 2, top + 3, self.SWATCH - 5, line - 6), colour)
+                painter.setPen(text_colour)
+                room = int(width - self.SWATCH - 6)
+                painter.drawText(QRectF(left + self.SWATCH + 2, top, room, line), Qt.AlignLeft | Qt.AlignVCenter,
+                                 metrics.elidedText(text, Qt.ElideMiddle, room))
+        painter.end()
+
+
 # ------------------------------------------------------------------------------- the panel
 
 class ProfilePanel(QWidget):
@@ -368,10 +416,7 @@ class ProfilePanel(QWidget):
         self.position = ElidedLabel()
         self.position.setStyleSheet("color: gray;")
         self.plot = SpectrumPlot()
-        self.legend = QLabel()
-        self.legend.setWordWrap(True)
-        self.legend.setTextFormat(Qt.RichText)
-        self.legend.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.legend = SpectrumLegend()
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(self.pick_button)
@@ -385,6 +430,7 @@ class ProfilePanel(QWidget):
         self.tool = QgsMapToolEmitPoint(canvas)
         self.tool.canvasClicked.connect(self._on_clicked)
         self.tool.deactivated.connect(lambda: self.pick_button.setChecked(False))
+        canvas.destinationCrsChanged.connect(self._on_canvas_crs_changed)  # the marker is in map coordinates
         self.pick_button.toggled.connect(self._on_pick_toggled)
         self.marker: QgsVertexMarker | None = None
         self._show_hint()
@@ -406,7 +452,7 @@ class ProfilePanel(QWidget):
             self.pixel = None
             self.plot.set_spectra([])
             self.position.setText("outside the layer" if self.layer is not None else "")
-            self.legend.clear()
+            self.legend.set_rows([])
             return False
         self.pixel = pixel
         spectra = [read_spectrum(self.layer, *pixel)]
@@ -417,30 +463,29 @@ class ProfilePanel(QWidget):
         self.plot.set_spectra(spectra)
         self.position.setText(f"pixel {pixel[0] + 1}, {pixel[1] + 1}")
         self.position.setToolTip(f"Column {pixel[0] + 1}, row {pixel[1] + 1} of “{self.layer.name()}” (from 1)")
-        self.legend.setText(self._legend_html(spectra))
+        self.legend.set_rows(self._legend_rows(spectra))
         self.picked.emit(*pixel)
         return True
 
-    def _legend_html(self, spectra: list[Spectrum]) -> str:
+    def _legend_rows(self, spectra: list[Spectrum]) -> list[list[tuple[QColor, str, str]]]:
+        """One row per spectrum, then one for the band marks shown; a layer made from the active one
+        is named by what was done to it ("… — restored")."""
         active = spectra[0].name
 
         def label(spectrum: Spectrum) -> str:
             if spectrum.name.startswith(active + SEPARATOR):
-                return "…" + spectrum.name[len(active):]  # "… — restored"
+                return "…" + spectrum.name[len(active):]
             return spectrum.name
 
-        items = [f"<span style='color:{self.plot.colour(i).name()}'>━</span>&nbsp;{_escape(label(s))}"
-                 for i, s in enumerate(spectra)]
-        marks = []
-        if self.plot.bad_bands():
-            marks.append(f"<span style='color:{BAD_BAND_COLOUR.name()}'>█</span>&nbsp;bad bands")
-        if self.plot.lost_bands():
-            marks.append(f"<span style='color:{LOST_BAND_COLOUR.name()}'>█</span>&nbsp;lost bands")
-        return "<br>".join(items + ([" &nbsp; ".join(marks)] if marks else []))
+        rows = [[(self.plot.colour(i), label(s), "line")] for i, s in enumerate(spectra)]
+        marks = [(colour, text, "box") for colour, text, bands in
+                 ((BAD_BAND_COLOUR, "bad bands", self.plot.bad_bands()), (LOST_BAND_COLOUR, "lost bands",
+                                                                          self.plot.lost_bands())) if bands]
+        return rows + ([marks] if marks else [])
 
     def _show_hint(self) -> None:
         self.plot.set_spectra([])
-        self.legend.clear()
+        self.legend.set_rows([])
         self.position.setText("click “Pick pixel”, then the map" if self.layer is not None else "")
 
     def _on_pick_toggled(self, checked: bool) -> None:
@@ -451,6 +496,10 @@ class ProfilePanel(QWidget):
 
     def _on_clicked(self, point: QgsPointXY, button) -> None:
         self.show_at(point, self.canvas.mapSettings().destinationCrs())
+
+    def _on_canvas_crs_changed(self) -> None:
+        if self.point is not None and self.marker is not None:
+            self._place_marker(*self.point)
 
     def _place_marker(self, point: QgsPointXY, crs: QgsCoordinateReferenceSystem) -> None:
         canvas_crs = self.canvas.mapSettings().destinationCrs()
@@ -463,8 +512,9 @@ class ProfilePanel(QWidget):
             self.marker = QgsVertexMarker(self.canvas)
             self.marker.setIconType(QgsVertexMarker.ICON_CROSS)
             self.marker.setColor(QColor(255, 255, 0))
-            self.marker.setPenWidth(2)
-            self.marker.setIconSize(12)
+            self.marker.setFillColor(QColor(0, 0, 0))
+            self.marker.setPenWidth(3)
+            self.marker.setIconSize(18)
         self.marker.setCenter(point)
 
     def remove_marker(self) -> None:
@@ -472,9 +522,3 @@ class ProfilePanel(QWidget):
         if self.marker is not None:
             self.canvas.scene().removeItem(self.marker)
             self.marker = None
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)
