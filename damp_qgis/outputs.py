@@ -46,6 +46,14 @@ class OutputLayer(QgsProcessingLayerPostProcessorInterface):
             show_true_colour(layer)
 
     @classmethod
+    def name_in_run(cls, context: QgsProcessingContext, path: str) -> str | None:
+        """The name an earlier step of this run gave the output ``path`` (a model's intermediate
+        result, read by the next step), None if it has none."""
+        if path in cls._alive and context.willLoadLayerOnCompletion(path):
+            return context.layerToLoadOnCompletionDetails(path).name or None
+        return None
+
+    @classmethod
     def attach(cls, context: QgsProcessingContext, path: str | None, name: str) -> None:
         """Name the output ``path`` (and draw it in true colour) if QGIS loads it after the run."""
         if not path or not context.willLoadLayerOnCompletion(path):

@@ -399,6 +399,19 @@ def test_a_simulated_raster_is_named_after_its_input_and_degradation(processing,
     assert context.layerToLoadOnCompletionDetails(out).name == "clean — degraded (stripes)"
 
 
+def test_names_chain_through_the_example_model(processing, clean, model, tmp_path):
+    outputs = {"simulate:degraded": str(tmp_path / "degraded.tif"), "restore:restored": str(tmp_path / "restored.tif"),
+               "evaluate_degraded:scores_degraded": str(tmp_path / "before.csv"),
+               "evaluate_restored:scores_restored": str(tmp_path / "after.csv")}
+    context = loading_context(*outputs.values())
+    processing.run(WORKFLOW, {"clean": str(clean), "model": str(model), **outputs}, context=context)
+    names = {key: context.layerToLoadOnCompletionDetails(path).name for key, path in outputs.items()}
+    degraded = "clean — degraded (gaussian noise)"
+    assert names == {"simulate:degraded": degraded, "restore:restored": f"{degraded} — restored",
+                     "evaluate_degraded:scores_degraded": f"{degraded} — quality",
+                     "evaluate_restored:scores_restored": f"{degraded} — restored — quality"}
+
+
 def test_the_log_speaks_plainly_and_keeps_the_details_for_verbose(processing, noisy, model, tmp_path):
     logs = {}
     for verbose in (False, True):
@@ -433,9 +446,13 @@ def test_routing_map_has_one_band_per_decoder_block(processing, noisy, model, tm
 
 def test_finetune_writes_a_model_that_restore_accepts(processing, model, tmp_path):
     scene = write_raster(tmp_path / "scene.tif", smooth_cube(BANDS, 64, 64), wavelengths=WAVELENGTHS)
+    feedback = LogFeedback()
     tuned = processing.run("damp:finetune", {"INPUT": [str(scene)], "MODEL": str(model), "STEPS": 2,
-                                             "DEVICE": "cpu", "OUTPUT": str(tmp_path / "tuned.safetensors")})
+                                             "DEVICE": "cpu", "OUTPUT": str(tmp_path / "tuned.safetensors")},
+                           feedback=feedback)
     assert Path(tuned["OUTPUT"]).with_suffix(".json").is_file()
+    log = "\n".join(feedback.lines)
+    assert str(tmp_path / "tuned.safetensors") in log and ".finetune" not in log  # the final file, not the staging one
     out = processing.run("damp:restore", {"INPUT": str(scene), "MODEL": tuned["OUTPUT"], "DEVICE": "cpu",
                                           "OUTPUT": str(tmp_path / "with_tuned.tif")})["OUTPUT"]
     assert Path(out).is_file()

@@ -229,9 +229,14 @@ class DampAlgorithm(QgsProcessingAlgorithm):
         return self.parameterAsEnumString(parameters, self.DEVICE, context)
 
     def output_name(self, parameters: dict, context: QgsProcessingContext, what: str, source: str | None = None) -> str:
-        """The name of an output made from the raster parameter ``source`` (INPUT): "<its name> — <what>"."""
+        """The name of an output made from the raster parameter ``source`` (INPUT): "<its name> — <what>".
+
+        In a model, an input that an earlier step wrote goes by the name that step gave it, so
+        names chain: "scene — degraded (noise) — restored"."""
         layer = self.parameterAsRasterLayer(parameters, source or self.INPUT, context)
-        return derived_name(layer.name() if layer is not None else self.tr("output"), what)
+        if layer is None:
+            return derived_name(self.tr("output"), what)
+        return derived_name(OutputLayer.name_in_run(context, layer.source()) or layer.name(), what)
 
     def load_as(self, context: QgsProcessingContext, path: str | None, name: str) -> None:
         """If QGIS loads the output ``path`` after the run, call it ``name`` (rasters in true colour)."""

@@ -56,9 +56,13 @@ class FinetuneAlgorithm(DampAlgorithm):
         rasters = [self.check_raster(layer, self.INPUT) for layer in
                    self.parameterAsLayerList(parameters, self.INPUT, context)]
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
-        model = finetune(rasters, output, base=self.model_path(parameters, context),
-                         steps=self.parameterAsInt(parameters, self.STEPS, context),
-                         device=self.device(parameters, context), log=feedback.pushInfo,
+        steps = self.parameterAsInt(parameters, self.STEPS, context)
+        base = self.model_path(parameters, context)
+        feedback.pushInfo(f"Fine-tuning {Path(base).stem if base else 'the bundled model'} on {len(rasters)} "
+                          f"raster(s) for {steps} steps…")
+        feedback.setProgressText(self.tr("Reading the rasters and the base model…"))
+        model = finetune(rasters, output, base=base, steps=steps, device=self.device(parameters, context),
+                         log=self.details_log(context, feedback),  # its lines name a hidden staging folder
                          **self.callbacks(feedback))
         feedback.pushInfo(f"Fine-tuned model written to {model} (model card: {Path(model).with_suffix('.json')}).")
         return {self.OUTPUT: str(model)}
