@@ -125,7 +125,9 @@ def subspace_closed_form(cube: np.ndarray, sigmas: np.ndarray | None = None) -> 
     if blocks is not None:
         x = interpolate_blocks(x, blocks, (0, 0))
     keep = blocks is None and float(np.nanmedian(basis.noise_sigma)) < NOISE_FREE_SIGMA
-    return restore_cube(None, basis, x, ok, torch.zeros(1, 6), keep_valid=keep).cube[0].numpy()
+    noise_free = float(np.nanmedian(basis.noise_sigma)) < NOISE_FREE_SIGMA
+    return restore_cube(None, basis, x, ok, torch.zeros(1, 6), 1.0 if noise_free else 0.0,
+                        keep_valid=keep).cube[0].numpy()
 
 
 def closed_form_task(degraded: np.ndarray, record: Degradation) -> np.ndarray:

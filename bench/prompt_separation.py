@@ -1,15 +1,11 @@
-"""How far each degradation moves a scene's normalised degradation prompt away from the clean scene,
-and how much of the input's out-of-subspace part the model then keeps.
+"""How far each degradation moves a scene's normalised degradation prompt away from the clean scene.
 
 For every test scene (centre crop) and task of the quality suite, the prompt of the degraded
 cube (measured as `damp restore` measures a scene: the median over 64-pixel sample windows) is
 turned into the network's features (`prompt_features`: log10 of HFER, SCM, SCS, GSTD) and
 normalised with the model's stored shift/scale, and its Euclidean distance to the clean cube's is
 printed, per task as the mean over scenes. A degradation whose distance is small next to the
-others' is one the routers can hardly tell from a clean image. The complement share is the
-`ComplementGate`'s g(e) for that prompt: the share of the input's out-of-subspace part the output
-keeps (noise should go, detail of blurred or coarse inputs should stay). Run from the repository
-root::
+others' is one the routers can hardly tell from a clean image. Run from the repository root::
 
     .venv/bin/python -m bench.prompt_separation [--model M] [--crop 128]
 """
@@ -28,8 +24,7 @@ from damp_engine.checkpoint import load_model
 from damp_engine.degrade import degrade
 from damp_engine.evaluation import TASKS, case_seed, load_reference, scene_files
 from damp_engine.model import prompt_features
-from damp_engine.scene_analysis import SAMPLE_WINDOW, prompt_input
-from damp_engine.scaling import sample_grid
+from damp_engine.scene_analysis import prompt_input, sample_windows
 from damp_engine.validity import validity_mask
 
 DEFAULT_SCENES = Path(__file__).resolve().parents[2] / "shared" / "data" / "hsi" / "test"
@@ -42,19 +37,16 @@ def scene_prompt(cube) -> torch.Tensor:
     c, h, w = cube.shape
     lost = (cube == 0).reshape(c, -1).all(axis=1)
     rows = []
-    for x0, y0, ww, hh in sample_grid(w, h, window=min(SAMPLE_WINDOW, w, h), count=8):
+    for x0, y0, ww, hh in sample_windows(w, h):
         window = cube[:, y0:y0 + hh, x0:x0 + ww]
         ok, void = validity_mask(window, window == window, lost)
         rows.append(compute_prompt(prompt_input(window, ok, void)).values[0])
     return torch.stack(rows).median(dim=0).values[None]
 
 
-def prompt_and_share(net, cube) -> tuple[torch.Tensor, float]:
-    """The scene's normalised prompt features and the complement share g(e) the model gives it."""
-    raw = scene_prompt(cube)
-    with torch.no_grad():
-        share = net.complement_gate(net.embed(raw))
-    return ((prompt_features(raw) - net.dp_shift) / net.dp_scale)[0], float(share)
+def normalised_prompt(net, cube) -> torch.Tensor:
+    """The scene's prompt features, normalised as the network's embedding sees them."""
+    return ((prompt_features(scene_prompt(cube)) - net.dp_shift) / net.dp_scale)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,18 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", nargs="+", default=[str(DEFAULT_SCENES)], help="rasters or folders")
     args = parser.parse_args(argv)
     net = load_model(args.model, device="cpu").net
-    rows: dict[str, list[tuple[float, float]]] = {t.name: [] for t in TASKS}
+    rows: dict[str, list[float]] = {t.name: [] for t in TASKS}
     for path in scene_files(args.scenes):
         clean = load_reference(path, args.crop)
-        reference, _ = prompt_and_share(net, clean)
+        reference = normalised_prompt(net, clean)
         for task in TASKS:
             degraded, _ = degrade(clean, task.kind, case_seed(0, path.stem, task), **task.params)
-            prompt, skip = prompt_and_share(net, degraded)
-            rows[task.name].append((float(torch.dist(prompt, reference)), skip))
-    print(f"{'task':<22}{'distance from clean':>22}{'complement share':>18}   (means over scenes)")
+            rows[task.name].append(float(torch.dist(normalised_prompt(net, degraded), reference)))
+    print(f"{'task':<22}{'distance from clean':>22}   (mean over scenes)")
     for task in TASKS:
-        distance, skip = (sum(v) / len(v) for v in zip(*rows[task.name]))
-        print(f"{task.name:<22}{distance:>22.2f}{skip:>18.2f}")
+        print(f"{task.name:<22}{sum(rows[task.name]) / len(rows[task.name]):>22.2f}")
     return 0
 
 

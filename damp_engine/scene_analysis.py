@@ -16,7 +16,7 @@ import torch
 from .errors import DampCancelled, DampInputError
 from .coarse import Blocks, detect_blocks
 from .raster import RasterReader
-from .scaling import Scaling, measure_scaling, sample_grid
+from .scaling import Scaling, measure_scaling
 from .subspace import SpectralBasis, fill_gaps, fit_basis, project, with_thresholds
 from .validity import validity_mask
 
@@ -25,6 +25,19 @@ SAMPLE_WINDOWS = 8        # at most this many per axis
 MAX_BASIS_PIXELS = 40000  # spectra the basis is fitted on (a fixed stride over the windows)
 MIN_VALID_SHARE = 0.25    # a window with fewer valid pixels is not sampled
 NOISE_FREE_SIGMA = 2 / 255  # median band noise below which a scene counts as noise-free
+
+
+def sample_windows(width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """The analysis windows of a width × height raster: ``SAMPLE_WINDOW`` pixels square, evenly
+    spread, as many per axis as cover the raster (overlapping where it is not a multiple of the
+    window) up to ``SAMPLE_WINDOWS``; a raster up to 8 windows wide is covered whole."""
+    side = min(SAMPLE_WINDOW, width, height)
+
+    def starts(size: int) -> np.ndarray:
+        count = min(SAMPLE_WINDOWS, -(-size // side))
+        return np.unique(np.linspace(0, size - side, num=count).round().astype(int))
+
+    return [(int(x), int(y), side, side) for y in starts(height) for x in starts(width)]
 
 
 def prompt_input(x: np.ndarray, valid: np.ndarray, void: np.ndarray) -> np.ndarray:
@@ -93,6 +106,12 @@ class SceneAnalysis:
         return bool(np.isfinite(sigma).any() and np.nanmedian(sigma) < NOISE_FREE_SIGMA)
 
     @property
+    def complement_share(self) -> float:
+        """Share of the input's out-of-subspace part the restoration keeps: all of it in a noise-free
+        scene (real detail), none in a noisy one (almost all noise); see `damp_engine.restoration`."""
+        return 1.0 if self.noise_free else 0.0
+
+    @property
     def keep_valid(self) -> bool:
         """Return valid samples unchanged and only fill the missing ones: the scene is noise-free and
         its pixels are not replicated blocks (DESIGN §4a.1: a restoration must first do no harm;
@@ -126,8 +145,7 @@ def analyse_scene(reader: RasterReader, bad: np.ndarray | None = None, mask: Ras
     bad = np.zeros(info.bands, bool) if bad is None else bad
     scaling = measure_scaling(reader, exclude=bad)
     rx, ry, rw, rh = region or (0, 0, info.width, info.height)
-    grid = [(rx + x, ry + y, w, h) for x, y, w, h in
-            sample_grid(rw, rh, window=min(SAMPLE_WINDOW, rw, rh), count=SAMPLE_WINDOWS)]
+    grid = [(rx + x, ry + y, w, h) for x, y, w, h in sample_windows(rw, rh)]
     nonzero = np.zeros(info.bands, bool)
     for x0, y0, w, h in grid:
         data, valid = reader.read(x0, y0, w, h)

@@ -276,6 +276,7 @@ class TiledRun:
         with self.stats.timed("network"):
             restored, gates = self.runner.restore(self.analysis.basis, np.stack([t.x for t in tiles]),
                                                   np.stack([t.valid for t in tiles]), routing,
+                                                  self.analysis.complement_share,
                                                   self.analysis.keep_valid and self.factor == 1)
         return list(zip(prompts, restored, gates))
 

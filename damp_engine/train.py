@@ -2,7 +2,7 @@
 
 Each sample is a random crop of a random raster with all its bands (bands without data dropped),
 flipped and rotated, then degraded by one draw from the training mix of
-`degrade.sample_training_degradation` (never the zero-shot kinds). As at inference (DESIGN §4a),
+`degrade.sample_training_degradation` (never the zero-shot kinds; see `SKIPPED_KINDS`). As at inference (DESIGN §4a),
 the degraded crop gets its validity mask, its spectral basis and its closed-form eigen-image
 estimate (`damp_engine.restoration.network_input`); the network adds to that estimate. The loss
 is Charbonnier on the restored cube in the crop's own bands (whatever their number) + 0.01 × the
@@ -36,7 +36,7 @@ from .model import DAMP, get_preset, prompt_features
 from .raster import RASTER_SUFFIXES, RasterReader
 from .restoration import network_input
 from .scaling import measure_scaling
-from .scene_analysis import scene_basis
+from .scene_analysis import NOISE_FREE_SIGMA, scene_basis
 from .subspace import SpectralBasis, reconstruct
 from .validity import validity_mask
 
@@ -136,10 +136,10 @@ class Sample:
 
 
 def make_sample(clean: np.ndarray, kind: str, params: dict, seed: int) -> Sample:
-    """Degrade a clean crop (kind None: leave it clean) and prepare it as `restore_raster` prepares a tile."""
+    """Degrade a clean crop and prepare it as `restore_raster` prepares a tile."""
     from .prompt import compute_prompt
 
-    degraded = clean.copy() if kind is None else degrade(clean, kind, seed=seed, **params)[0]
+    degraded, _ = degrade(clean, kind, seed=seed, **params)
     lost = (degraded == 0).reshape(degraded.shape[0], -1).all(axis=1)
     valid, _ = validity_mask(degraded, np.ones(degraded.shape, bool), lost)
     basis = scene_basis(degraded[None], valid[None])
@@ -151,17 +151,26 @@ def make_sample(clean: np.ndarray, kind: str, params: dict, seed: int) -> Sample
     return Sample(inputs[0], compute_prompt(degraded).values[0], basis, z[0], x[0], v[0], torch.from_numpy(clean))
 
 
-CLEAN_SHARE = 0.125  # share of training crops left clean, so the network learns to keep them as they are
+# Noise-free scenes without coarse pixels keep their valid samples at inference
+# (`SceneAnalysis.keep_valid`), so a blurred or clean crop never reaches the network there:
+# training spends its steps on the degradations the network does restore.
+SKIPPED_KINDS = ("gaussian_blur",)
+
+
+def draw_degradation(rng: np.random.Generator) -> tuple[str, dict]:
+    """A draw from the paper's training mix, leaving out `SKIPPED_KINDS`."""
+    while True:
+        kind, params = sample_training_degradation(rng)
+        if kind not in SKIPPED_KINDS:
+            return kind, params
 
 
 def make_batch(scenes: list[Scene], crop: int, batch: int, rng: np.random.Generator) -> list[Sample]:
-    """`batch` training samples from random scenes, degradations and seeds (some left clean)."""
+    """`batch` training samples from random scenes, degradations and seeds."""
     samples = []
     for _ in range(batch):
         patch = sample_crop(scenes[rng.integers(len(scenes))], crop, rng)
-        kind, params = sample_training_degradation(rng)
-        if rng.random() < CLEAN_SHARE:
-            kind, params = None, {}
+        kind, params = draw_degradation(rng)
         samples.append(make_sample(patch, kind, params, int(rng.integers(2**31))))
     return samples
 
@@ -207,7 +216,8 @@ def batch_loss(net: DAMP, samples: list[Sample]) -> tuple[torch.Tensor, torch.Te
         degraded, valid = s.degraded.to(device), s.valid.to(device)
         fitted = reconstruct(s.basis, s.z[None].float().to(device))[0]
         complement = torch.where(valid, degraded - fitted, torch.zeros_like(degraded))
-        cube = restored + out.complement_share[i] * complement
+        share = 1.0 if float(np.nanmedian(s.basis.noise_sigma)) < NOISE_FREE_SIGMA else 0.0
+        cube = restored + share * complement
         losses.append(charbonnier(cube, s.clean.to(device)))
     return torch.stack(losses).mean(), out.aux
 

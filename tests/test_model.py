@@ -31,7 +31,6 @@ def test_output_keeps_odd_sizes(tiny):
     with torch.no_grad():
         out = tiny(cube(2, 37, 45), prompts(2))
     assert out.components.shape == (2, 16, 37, 45)
-    assert out.complement_share.shape == (2,)
     assert torch.isfinite(out.components).all()
 
 
@@ -49,7 +48,6 @@ def test_untrained_network_returns_the_closed_form_estimate():
     with torch.no_grad():
         out = net(x, prompts(2))
     torch.testing.assert_close(out.components, x[:, 16:32])  # last conv starts at zero: z0 exactly
-    torch.testing.assert_close(out.complement_share, torch.full((2,), 0.5))
 
 
 def test_eval_is_deterministic(tiny):
@@ -64,7 +62,6 @@ def _trained_like(seed: int = 0) -> DAMP:
     net = DAMP(get_preset("tiny")).eval()
     with torch.no_grad():
         net.output.weight.normal_(std=0.05)
-        net.complement_gate.linear.weight.normal_()
     return net
 
 
@@ -120,12 +117,13 @@ def test_experts_start_with_spread_spatial_shares(tiny):
     assert "decoders.0.0.moe.shared.alpha" not in tiny.state_dict()  # fixed, not learned
 
 
-def test_complement_gate_follows_the_prompt():
+def test_routing_follows_the_prompt():
     net = _trained_like(3)
     with torch.no_grad():
-        share = net(cube(2), prompts(2)).complement_share
-    assert ((share > 0) & (share < 1)).all()
-    assert share[0] != share[1]  # two prompts, two shares
+        for block in (b for blocks in net.decoders for b in blocks):
+            block.moe.router.from_prompt.weight.normal_(std=3.0)
+        gates = net.route(torch.tensor([[0.02, 0.5, 0.002, 0.001, 0.01, 0.99], [0.4, 0.9, 0.3, 0.2, 0.5, 0.1]])).gates
+    assert not torch.equal(gates[0], gates[1])  # two prompts, two routings
 
 
 def test_log_features_separate_blur_from_clean_in_relative_terms():

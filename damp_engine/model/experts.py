@@ -47,8 +47,8 @@ class SpectralBranch(nn.Module):
 
     (B, C, H, W) -> (B, C, H, W): the conv output y is averaged over a ``pool`` × ``pool`` box
     around every pixel (a local descriptor, so the receptive field stays bounded and tiles
-    join seamlessly, DESIGN §4a.6); a 1-D convolution (kernel 7) slides along the channel axis
-    of each pixel's descriptor, and y is multiplied by the sigmoid of the result.
+    join seamlessly, DESIGN §4a.6); a 1-D convolution (kernel 7, zero padded) slides along the
+    channel axis of each pixel's descriptor, and y is multiplied by the sigmoid of the result.
     """
 
     def __init__(self, dim: int, kernel: int = 7, pool: int = 9) -> None:
@@ -59,11 +59,17 @@ class SpectralBranch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.mix(x)
-        b, c, h, w = y.shape
-        local = F.avg_pool2d(y, self.pool, stride=1, padding=self.pool // 2, count_include_pad=False)
-        descriptor = local.permute(0, 2, 3, 1).reshape(-1, 1, c)
-        gate = torch.sigmoid(self.channel_conv(descriptor)).reshape(b, h, w, c).permute(0, 3, 1, 2)
-        return y * gate
+        r = self.pool // 2
+        local = F.avg_pool2d(y, (1, self.pool), stride=1, padding=(0, r), count_include_pad=False)
+        local = F.avg_pool2d(local, (self.pool, 1), stride=1, padding=(r, 0), count_include_pad=False)
+        # the 1-D convolution along the channel axis, as a sum of shifted copies (zero padded): a
+        # Conv1d over one sequence per pixel is many times slower on the CPU
+        taps = self.channel_conv.weight.view(-1)
+        half = taps.numel() // 2
+        padded = F.pad(local, (0, 0, 0, 0, half, half))
+        c = y.shape[1]
+        logits = self.channel_conv.bias + sum(taps[k] * padded[:, k:k + c] for k in range(taps.numel()))
+        return y * torch.sigmoid(logits)
 
 
 class SSAM(nn.Module):

@@ -51,35 +51,16 @@ class PromptEmbedding(nn.Module):
         return self.body(prompt)
 
 
-class ComplementGate(nn.Module):
-    """Share of the input's out-of-subspace part the output keeps: (B, emb) -> (B,) in (0, 1).
-
-    sigmoid(Linear(e)), starting at 1/2. Noise lives mostly outside the scene's subspace (share
-    → 0); blur and coarse pixels leave real detail there (share → 1).
-    """
-
-    def __init__(self, emb: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(emb, 1)
-        nn.init.zeros_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
-
-    def forward(self, e: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.linear(e))[:, 0]
-
-
 @dataclass
 class DampOutput:
     """What one forward pass returns.
 
-    components:        (B, K, H, W) restored eigen-images, in the input's per-component scale.
-    complement_share:  (B,) share of the input's out-of-subspace part to keep (``ComplementGate``).
-    trace:             how every DAMoE block routed (detached).
-    aux:               load-balancing loss summed over the DAMoE blocks (0-d).
+    components:  (B, K, H, W) restored eigen-images, in the input's per-component scale.
+    trace:       how every DAMoE block routed (detached).
+    aux:         load-balancing loss summed over the DAMoE blocks (0-d).
     """
 
     components: torch.Tensor
-    complement_share: torch.Tensor
     trace: RoutingTrace
     aux: torch.Tensor
 
@@ -112,7 +93,7 @@ class DAMP(nn.Module):
     prompt:  raw degradation-prompt values (B, 6) of the raw cube (``METRIC_NAMES`` order).
              `prompt_features` then the ``dp_shift`` / ``dp_scale`` buffers (saved with the
              weights) normalise it; an MLP embeds it into e (B, emb), which drives every DAMoE
-             router and the complement gate.
+             router.
 
     The restored eigen-images are z₀ + net(x, e): the network adds to the closed-form estimate
     (its last convolution starts at zero, so an untrained network returns z₀ exactly).
@@ -154,7 +135,6 @@ class DAMP(nn.Module):
         self.output = nn.Conv2d(p.dim, p.components, 3, padding=1)
         nn.init.zeros_(self.output.weight)
         nn.init.zeros_(self.output.bias)
-        self.complement_gate = ComplementGate(p.emb)
 
     @property
     def in_channels(self) -> int:
@@ -234,7 +214,7 @@ class DAMP(nn.Module):
         components = x[:, k:2 * k] + self.output(self.refine(feats))[..., :h, :w]
         trace = RoutingTrace(list(self.block_names), torch.stack(gates, dim=1).detach(),
                              self.spatial_shares().detach())
-        return DampOutput(components, self.complement_gate(e), trace, aux)
+        return DampOutput(components, trace, aux)
 
 
 def count_parameters(net: nn.Module) -> int:
