@@ -70,8 +70,10 @@ def restore_cube(net: DAMP | None, basis: SpectralBasis, x: torch.Tensor, valid:
     components[:, basis.rank:] = 0
     restored = reconstruct(basis, components)
     usable = valid & torch.as_tensor(basis.weights > 0, device=x.device)[:, None, None]
-    complement = torch.where(usable, x - reconstruct(basis, z), torch.zeros_like(x))
-    cube = restored + complement_share * complement
     if keep_valid:
-        cube = torch.where(usable, x, cube)
-    return Restored(cube, trace, aux)
+        return Restored(torch.where(usable, x, restored), trace, aux)
+    if complement_share:
+        # m + E·ẑ + g·(x − m − E·z) = restored + g·(x − m − E·z) on valid samples
+        complement = x - reconstruct(basis, z)
+        restored = torch.where(usable, restored + complement_share * complement, restored)
+    return Restored(restored, trace, aux)

@@ -146,10 +146,14 @@ def analyse_scene(reader: RasterReader, bad: np.ndarray | None = None, mask: Ras
     scaling = measure_scaling(reader, exclude=bad)
     rx, ry, rw, rh = region or (0, 0, info.width, info.height)
     grid = [(rx + x, ry + y, w, h) for x, y, w, h in sample_windows(rw, rh)]
-    nonzero = np.zeros(info.bands, bool)
-    for x0, y0, w, h in grid:
+    reads, nonzero = [], np.zeros(info.bands, bool)
+    for x0, y0, w, h in grid:  # each window is read once
+        if cancelled is not None and cancelled():
+            raise DampCancelled("The scene analysis was cancelled.")
         data, valid = reader.read(x0, y0, w, h)
+        fill = None if mask is None else mask.read(x0, y0, w, h)[0][0] != 0
         nonzero |= ((data != 0) & valid).reshape(info.bands, -1).any(axis=1)
+        reads.append(((data / np.float32(scaling.factor)).astype(np.float32), valid, fill, (x0, y0, w, h)))
     nodata_bands = ~scaling.good_bands
     lost = nodata_bands | bad | ~nonzero
     if (~lost).sum() < 3:
@@ -157,12 +161,7 @@ def analyse_scene(reader: RasterReader, bad: np.ndarray | None = None, mask: Ras
                              "bad; DAMP needs at least 3 bands with data.")
     windows, cubes, valids, prompts, raw = [], [], [], [], []
     missing, measured = 0, 0
-    for x0, y0, w, h in grid:
-        if cancelled is not None and cancelled():
-            raise DampCancelled("The scene analysis was cancelled.")
-        data, valid = reader.read(x0, y0, w, h)
-        fill = None if mask is None else mask.read(x0, y0, w, h)[0][0] != 0
-        x = (data / np.float32(scaling.factor)).astype(np.float32)
+    for x, valid, fill, (x0, y0, w, h) in reads:
         ok, void = validity_mask(x, valid, lost, fill)
         if (~void).mean() < MIN_VALID_SHARE:
             continue
