@@ -128,7 +128,8 @@ def fit_basis(samples: np.ndarray, valid: np.ndarray, positions: np.ndarray | No
     band_mean = np.array([row[m].mean() if m.any() else 0.0 for row, m in zip(x, ok)])
     x = np.where(ok, x, band_mean[:, None])
     for step in range(iterations + 1):
-        sigma = np.maximum(noise_levels(x), max(MIN_SIGMA, 1e-3 * float(np.median(noise_levels(x)))))
+        levels = noise_levels(x)
+        sigma = np.maximum(levels, max(MIN_SIGMA, 1e-3 * float(np.median(levels))))
         mean, values, vectors = _whitened_eigen(x, sigma)
         rank = int(np.clip((values > SIGNAL_EIGENVALUE).sum(), MIN_RANK, min(MAX_RANK, have.sum())))
         if step == iterations or ok.all():
