@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # Added to the scores of token pairs that a shifted window must not connect; finite so that it
@@ -40,6 +41,10 @@ class WindowAttention(nn.Module):
     the roll brought together from opposite image borders are masked from each other. Along an
     axis no longer than one window a shift would only wrap the image onto itself, so that axis
     is left unshifted.
+
+    The attention itself is ``F.scaled_dot_product_attention`` over the (B·nW, heads, N, d)
+    window tokens, with the relative-position bias (and the shift mask) as its additive
+    ``attn_mask``: softmax(q kᵀ · d^-1/2 + bias + mask) v, the Swin formula.
     """
 
     def __init__(self, dim: int, heads: int, window: int, shift: int = 0) -> None:
@@ -78,14 +83,13 @@ class WindowAttention(nn.Module):
             t = torch.roll(t, shifts=(-sh, -sw), dims=(1, 2))
         t = _partition(t, win)                                         # (B, nW, N, C)
         n_win, n = t.shape[1], t.shape[2]
-        q, k, v = (self.qkv(t).reshape(b, n_win, n, 3, self.heads, c // self.heads)
-                   .permute(3, 0, 1, 4, 2, 5).unbind(0))              # each (B, nW, heads, N, c/heads)
-        scores = (q * self.scale) @ k.transpose(-2, -1)                # (B, nW, heads, N, N)
-        bias = self.bias_table[self.bias_index].permute(2, 0, 1)       # (heads, N, N)
-        scores = scores + bias
-        if sh or sw:
-            scores = scores + self._shift_mask(h, w, sh, sw, x.device)
-        out = (scores.softmax(dim=-1) @ v).transpose(2, 3).reshape(b, n_win, n, c)
+        q, k, v = (self.qkv(t).reshape(b * n_win, n, 3, self.heads, c // self.heads)
+                   .permute(2, 0, 3, 1, 4).unbind(0))                 # each (B·nW, heads, N, c/heads)
+        mask = self.bias_table[self.bias_index].permute(2, 0, 1)[None]  # (1, heads, N, N)
+        if sh or sw:  # (nW, heads, N, N), the same for every image of the batch
+            mask = (mask + self._shift_mask(h, w, sh, sw, x.device)).expand(b, -1, -1, -1, -1).flatten(0, 1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), scale=self.scale)
+        out = out.transpose(1, 2).reshape(b, n_win, n, c)
         t = _merge(self.proj(out), win, h, w)
         if sh or sw:
             t = torch.roll(t, shifts=(sh, sw), dims=(1, 2))
