@@ -20,7 +20,9 @@ def card_table(results: dict) -> dict:
         best = entry["best_classical"]
         rows.append({"task": entry["task"], "label": entry["label"], "zero_shot": entry.get("zero_shot", False),
                      "input": entry["input"], "damp": entry["damp"], "best_classical": best,
-                     "classical": entry["classical"][best], "gap_psnr": entry["gap_psnr"]})
+                     "classical": entry["classical"][best], "gap_psnr": entry["gap_psnr"],
+                     "network_gain_over_closed_form": entry.get("network_gain"),
+                     "target_met": entry.get("target_met"), "scenes_below_input": entry.get("below_input", [])})
     return {"meta": results["meta"], "tasks": rows}
 
 
