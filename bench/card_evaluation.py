@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from damp_engine.outputs import write_atomically
+
 
 def card_table(results: dict) -> dict:
     """The suite's metadata and one row per task: input, best classical (named) and DAMP scores."""
@@ -37,9 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     card["evaluation"] = card_table(results)
     if Path(results["meta"]["model"]).name != weights.name:
         print(f"warning: the results are for {results['meta']['model']}, not {weights}", file=sys.stderr)
-    tmp = args.card.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(card, indent=1))
-    tmp.replace(args.card)
+    write_atomically(args.card, lambda tmp: tmp.write_text(json.dumps(card, indent=1)))
     print(f"added {len(card['evaluation']['tasks'])} task rows to {args.card}")
     return 0
 

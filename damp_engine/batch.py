@@ -39,6 +39,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterator, Sequence
 
 from .errors import DampCancelled, DampInputError
+from .limits import DEFAULT_BATCH, DEFAULT_HALO, DEFAULT_TILE
 
 try:
     import fcntl  # the manifest's lock; Windows has no fcntl and goes without
@@ -526,8 +527,9 @@ def dashboard_address(client) -> str | None:
 
 def restore_batch(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
                   workers: int | None = None, scheduler=None, manifest: str | os.PathLike | None = None,
-                  retries: int = DEFAULT_RETRIES, threads: int = 1, model=None, tile: int = 256,
-                  halo: int = 32, batch: int = 4, device: str = "auto", bad_bands: Sequence[int] | None = None,
+                  retries: int = DEFAULT_RETRIES, threads: int = 1, model=None, tile: int = DEFAULT_TILE,
+                  halo: int = DEFAULT_HALO, batch: int = DEFAULT_BATCH, device: str = "auto",
+                  bad_bands: Sequence[int] | None = None,
                   prompt_scope: str = "scene", masks: str | os.PathLike | None = None,
                   reports: str | os.PathLike | None = None, routing_maps: str | os.PathLike | None = None,
                   prompt_maps: str | os.PathLike | None = None, on_scene: OnScene = None,

@@ -70,16 +70,6 @@ def resolve_device(device: str) -> torch.device:
     raise DampInputError(f"Unknown device {device!r}; use 'auto', 'cpu' or 'cuda'.")
 
 
-def _write_atomically(path: Path, write) -> None:
-    """Call ``write(temporary_path)`` and move the result onto ``path`` only if it succeeded."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_checkpoint(net: DAMP, path: str | os.PathLike[str], card: dict[str, Any]) -> Path:
     """Write ``path`` (.safetensors weights) and its card ``path.with_suffix(".json")``.
 
@@ -88,6 +78,7 @@ def save_checkpoint(net: DAMP, path: str | os.PathLike[str], card: dict[str, Any
     "prompt_normalisation" {"shift", "scale"}. Both files are written atomically. Returns
     the weights path.
     """
+    from .outputs import write_atomically
     from .prompt import METRIC_NAMES
 
     path = Path(path)
@@ -105,8 +96,8 @@ def save_checkpoint(net: DAMP, path: str | os.PathLike[str], card: dict[str, Any
     card_text = json.dumps(full_card, indent=2) + "\n"
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in net.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": CARD_FORMAT}))
-    _write_atomically(path.with_suffix(".json"), lambda tmp: tmp.write_text(card_text, encoding="utf-8"))
+    write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": CARD_FORMAT}))
+    write_atomically(path.with_suffix(".json"), lambda tmp: tmp.write_text(card_text, encoding="utf-8"))
     return path
 
 
@@ -193,3 +184,12 @@ def load_model(path: str | os.PathLike[str] | None = None, device: str = "auto")
     net.load_state_dict(tensors)
     target = resolve_device(device)
     return LoadedModel(net=net.to(target).eval(), card=card, device=target, path=path)
+
+
+ModelArg = LoadedModel | str | os.PathLike | None
+
+
+def as_loaded_model(model: ModelArg, device: str = "auto") -> LoadedModel:
+    """The model a caller gave: a LoadedModel as it is (it runs where it was loaded), else
+    ``load_model(model, device)``: a model file, or None for ``default_model_path()``."""
+    return model if isinstance(model, LoadedModel) else load_model(model, device=device)

@@ -16,8 +16,8 @@ import sys
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from . import DEFAULT_BATCH, DEFAULT_HALO, DEFAULT_TILE, MAX_HALO, MIN_HALO, MIN_TILE
 from .errors import DampCancelled, DampInputError, one_line
-from .limits import DEFAULT_HALO, MAX_HALO, MIN_HALO
 
 
 EPILOG = "Run 'damp COMMAND --help' for a command's options and an example."
@@ -44,23 +44,10 @@ def cmd_prompt(args: argparse.Namespace) -> None:
         print(f"  {name.upper():<5} {value:>9.4f}  {METRIC_MEANINGS[name]}")
 
 
-def _parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def cmd_degrade(args: argparse.Namespace) -> None:
-    from .scene import degrade_raster
+    from . import degrade_raster, parse_parameters
 
-    params = {}
-    for item in args.param or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise DampInputError(f"--param takes NAME=VALUE (e.g. --param sigma=50), not '{item}'.")
-        params[key.strip()] = _parse_value(value.strip())
-    record = degrade_raster(args.input, args.output, args.kind, seed=args.seed, **params)
+    record = degrade_raster(args.input, args.output, args.kind, seed=args.seed, **parse_parameters(args.param))
     print(json.dumps(record.to_dict()) if args.json else f"wrote {args.output}: {record.to_dict()}")
 
 
@@ -95,15 +82,6 @@ def cmd_model_info(args: argparse.Namespace) -> None:
             print(f"{key:<18}{value}")
 
 
-def _bad_bands(text: str | None) -> list[int] | None:
-    if not text:
-        return None
-    try:
-        return [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise DampInputError(f"--bad-bands takes 1-based band numbers separated by commas, e.g. 1,2,3; not '{text}'.") from None
-
-
 def _bound_gdal_cache() -> None:
     """Cap GDAL's block cache for a streaming run unless the user set GDAL_CACHEMAX."""
     import os
@@ -122,20 +100,23 @@ def _tiling_options(args: argparse.Namespace) -> dict:
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr for interactive use."""
+    """A tqdm bar on stderr, fed the fraction done (what the engine's `progress` callbacks give)."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=100, unit="%", file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
 
     def __call__(self, fraction: float) -> None:
-        bar = "#" * int(40 * fraction)
-        sys.stderr.write(f"\r[{bar:<40}] {100 * fraction:5.1f} %")
+        self.bar.update(100 * min(max(fraction, 0.0), 1.0) - self.bar.n)
         if fraction >= 1:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+            self.bar.close()
 
 
 def cmd_restore(args: argparse.Namespace) -> None:
-    from .tiling import restore_raster
+    from . import parse_bands, restore_raster
 
-    report = restore_raster(args.input, args.output, mask=args.mask, bad_bands=_bad_bands(args.bad_bands),
+    report = restore_raster(args.input, args.output, mask=args.mask, bad_bands=parse_bands(args.bad_bands),
                             routing_map=args.routing_map, prompt_map=args.prompt_map, **_tiling_options(args))
     print(report.summary())
 
@@ -144,7 +125,7 @@ def cmd_restore_batch(args: argparse.Namespace) -> int:
     """Restore many scenes on a Dask cluster; exit 1 naming the scenes that failed, 130 on a cancel."""
     from tqdm import tqdm
 
-    from .batch import restore_batch
+    from . import parse_bands, restore_batch
 
     bar = tqdm(total=0, unit="scene", file=sys.stderr, disable=None)
 
@@ -158,7 +139,7 @@ def cmd_restore_batch(args: argparse.Namespace) -> int:
         report = restore_batch(
             args.inputs, args.out, workers=args.workers, scheduler=args.scheduler, manifest=args.manifest,
             retries=args.retries, threads=args.threads, model=args.model, tile=args.tile, halo=args.halo,
-            batch=args.batch, device=args.device, bad_bands=_bad_bands(args.bad_bands),
+            batch=args.batch, device=args.device, bad_bands=parse_bands(args.bad_bands),
             prompt_scope="tile" if args.tile_prompts else "scene", masks=args.mask, reports=args.report,
             routing_maps=args.routing_map, prompt_maps=args.prompt_map, on_scene=on_scene,
             log=lambda line: bar.write(line, file=sys.stderr))
@@ -174,7 +155,7 @@ def cmd_restore_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_upscale(args: argparse.Namespace) -> None:
-    from .tiling import upscale_raster
+    from . import upscale_raster
 
     report = upscale_raster(args.input, args.output, args.factor, **_tiling_options(args))
     print(report.summary())
@@ -229,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="clean raster")
     p.add_argument("output", help="degraded raster to write (.tif or .bsq/.bil/.bip)")
     p.add_argument("--kind", required=True, help=_degrade_help())
-    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a parameter of the kind (repeatable)")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="parameters of the kind (repeatable; or several in one, e.g. 'sigmas=[10, 30], extra=stripes')")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--json", action="store_true", help="print the record as JSON")
 
@@ -262,10 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def tiling_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", default=None, help="model weights (*.safetensors; default: the bundled model)")
-        p.add_argument("--tile", type=int, default=256, help="tile side in pixels (default 256)")
+        p.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                       help=f"tile side in pixels, at least {MIN_TILE} (default {DEFAULT_TILE})")
         p.add_argument("--halo", type=int, default=DEFAULT_HALO,
                        help=f"context pixels read around each tile, {MIN_HALO} to {MAX_HALO} (default {DEFAULT_HALO})")
-        p.add_argument("--batch", type=int, default=4, help="tiles per forward pass (default 4)")
+        p.add_argument("--batch", type=int, default=DEFAULT_BATCH,
+                       help=f"tiles per forward pass (default {DEFAULT_BATCH})")
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto (CUDA if present)")
         p.add_argument("--report", default=None, help="write a JSON report (prompt, routing, timings) here")
         p.add_argument("--tile-prompts", action="store_true",
@@ -279,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--routing-map", default=None, help="raster of each tile's dominant expert per decoder stage")
     p.add_argument("--prompt-map", default=None, help="six-band raster of each tile's degradation prompt")
     p.add_argument("--mask", default=None, help="raster on the same grid; non-zero pixels are filled (inpainting)")
-    p.add_argument("--bad-bands", default=None, help="1-based bands to regenerate, e.g. 12,13,80")
+    p.add_argument("--bad-bands", default=None, help="1-based bands and ranges to regenerate, e.g. 12,13,80-85")
 
     p = add("restore-batch", cmd_restore_batch,
             "Restore many rasters on a Dask cluster (local processes by default); reruns do only what is missing.",
@@ -302,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-map", default=None, metavar="FOLDER", help="folder for each scene's prompt map")
     p.add_argument("--mask", default=None, metavar="FOLDER",
                    help="folder of masks, one per scene with the scene's file name (non-zero pixels are filled)")
-    p.add_argument("--bad-bands", default=None, help="1-based bands to regenerate in every scene, e.g. 12,13,80")
+    p.add_argument("--bad-bands", default=None,
+                   help="1-based bands and ranges to regenerate in every scene, e.g. 12,13,80-85")
 
     p = add("upscale", cmd_upscale, "Super-resolve a raster onto a grid 2 or 4 times finer, restored by the model.",
             "damp upscale coarse.tif fine.tif --factor 2")

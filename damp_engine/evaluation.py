@@ -34,16 +34,16 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .checkpoint import LoadedModel, load_model
+from .checkpoint import LoadedModel, ModelArg, as_loaded_model
 from .degrade import ZERO_SHOT_KINDS, Degradation, degrade
 from .errors import DampInputError
+from .limits import DEFAULT_HALO, DEFAULT_TILE
 from .quality import evaluate, psnr
 from .raster import RASTER_SUFFIXES, RasterReader
 from .scaling import measure_scaling
 from .scene import fill_invalid
 
-TILE = 256
-HALO = 32
+TILE, HALO = DEFAULT_TILE, DEFAULT_HALO  # the defaults of `damp restore`
 MIN_READ = 64  # smallest read window: the degradation prompt needs some pixels
 MIN_CROP = 32  # a 15-pixel blur kernel and the 7-pixel SSIM window need room
 DEFAULT_SCENES = (Path(__file__).resolve().parent.parent / "resources" / "sample" / "enmap_potsdam_sample.tif",)
@@ -184,12 +184,7 @@ def score(clean: np.ndarray, estimate: np.ndarray, record: Degradation) -> dict[
     return scores
 
 
-def _as_model(model: LoadedModel | str | os.PathLike | None) -> LoadedModel:
-    """A loaded model from a LoadedModel, a path, or None (the default model)."""
-    return model if isinstance(model, LoadedModel) else load_model(model)
-
-
-def run_suite(model: LoadedModel | str | os.PathLike | None = None,
+def run_suite(model: ModelArg = None,
               scenes: Iterable[str | os.PathLike] | None = None, crop: int | None = None,
               tasks: Iterable[str] | None = None, progress: Callable[[float], None] | None = None,
               seed: int = 0, on_case: Callable[[Case, dict], None] | None = None) -> list[dict[str, Any]]:
@@ -208,7 +203,7 @@ def run_suite(model: LoadedModel | str | os.PathLike | None = None,
     """
     if crop is not None and crop < MIN_CROP:
         raise DampInputError(f"The crop must be at least {MIN_CROP} pixels, not {crop}.")
-    loaded = _as_model(model)
+    loaded = as_loaded_model(model)
     files, selected = scene_files(scenes), select_tasks(tasks)
     total, rows = len(files) * len(selected), []
     for path in files:

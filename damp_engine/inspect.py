@@ -92,7 +92,7 @@ def inspect_raster(path: str | os.PathLike, window: Window | None = None,
     """
     import torch
 
-    from .checkpoint import LoadedModel, load_model
+    from .checkpoint import as_loaded_model
     from .scene_analysis import analyse_scene
 
     def check() -> None:
@@ -104,7 +104,7 @@ def inspect_raster(path: str | os.PathLike, window: Window | None = None,
         analysis = analyse_scene(reader, region=region, cancelled=cancelled)
     metrics = analysis.prompt_dict()
     check()
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device)
+    loaded = as_loaded_model(model, device)
     trace = loaded.net.route(torch.as_tensor(analysis.prompt[None], device=loaded.device))
     ranges = card_ranges(loaded.card)
     reading, evidence = describe_prompt(metrics, ranges)

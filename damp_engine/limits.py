@@ -1,8 +1,12 @@
-"""Bounds of the tiling settings, in one place for the engine's checks, the `damp` command's help
-and the QGIS dialogs. Kept free of torch so that QGIS can build its dialogs without loading it."""
+"""Bounds and defaults of the tiling settings, in one place for the engine's functions and checks,
+the `damp` command's options and help, and the QGIS dialogs. Kept free of torch so that QGIS can
+build its dialogs without loading it."""
 from __future__ import annotations
 
 MIN_TILE = 32      # pixels; the smallest tile a run accepts
+MAX_TILE = 4096    # pixels; the largest tile the QGIS dialogs offer
+DEFAULT_TILE = 256
+DEFAULT_BATCH = 4  # tiles per forward pass
 MIN_HALO = 0       # pixels of context read around each tile
 MAX_HALO = 512     # more context than this only costs time: the network's receptive field is far smaller
 DEFAULT_HALO = 32

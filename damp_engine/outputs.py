@@ -25,7 +25,7 @@ import os
 import re
 import uuid
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Callable, Iterable, Protocol
 
 from .errors import DampInputError, problem_of, write_error
 
@@ -41,6 +41,23 @@ def temp_path(path: str | os.PathLike, kind: str = "part") -> Path:
     if kind not in TEMP_KINDS:
         raise ValueError(f"kind must be one of {TEMP_KINDS}, not {kind!r}")
     return path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.{kind}{path.suffix}")
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Call ``write(temporary)`` for a fresh `temp_path` beside `path`, then move it onto `path`.
+
+    The one atomic write of a single file (model weights and cards, optimiser states): on any
+    failure the previous file at `path` is untouched and the temporary file is removed (or, if
+    the process is killed, by the next run's `remove_stale_files`). Returns `path`.
+    """
+    path = Path(path)
+    temp = temp_path(path)
+    try:
+        write(temp)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return path
 
 
 def pid_alive(pid: int) -> bool:

@@ -35,10 +35,11 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import LoadedModel, load_model
+from .checkpoint import LoadedModel, ModelArg, as_loaded_model
 from .coarse import Blocks, interpolate_blocks
 from .errors import DampCancelled, DampInputError
 from .inference import Backoff, NetworkRunner, OutOfMemoryError
+from .limits import DEFAULT_BATCH, DEFAULT_HALO, DEFAULT_TILE, MIN_TILE, halo_problem
 from .prompt import METRIC_NAMES, METRIC_TITLES
 from .raster import RasterInfo, RasterReader, RasterWriter, check_output_path
 from .report import RestoreReport, RunStats
@@ -46,7 +47,6 @@ from .scene_analysis import SceneAnalysis, analyse_scene, prompt_input
 from .tilegrid import TileGrid, Window
 from .validity import validity_mask
 
-MIN_TILE = 32          # smallest tile an out-of-memory back-off goes down to
 MIN_PROMPT_SIZE = 8    # the degradation prompt needs at least 8 x 8 pixels
 ROUTING_NODATA = 0
 LOOKAHEAD = 64         # queued tiles searched for batch mates of the same shape
@@ -55,7 +55,6 @@ PROMPT_SCOPES = ("scene", "tile")
 Progress = Callable[[float], None] | None
 Cancelled = Callable[[], bool] | None
 Log = Callable[[str], None] | None
-ModelArg = LoadedModel | str | os.PathLike | None
 
 
 def parse_bad_bands(bad_bands: Sequence[int] | None, bands: int) -> np.ndarray:
@@ -310,14 +309,7 @@ def _take_batch(queue: deque, size: int) -> list[Window]:
     return group
 
 
-def _resolve_model(model: ModelArg, device: str) -> LoadedModel:
-    """A LoadedModel as given (it runs where it was loaded), else load the path or the bundled model."""
-    return model if isinstance(model, LoadedModel) else load_model(model, device=device)
-
-
 def _check_settings(tile: int, halo: int, batch: int, prompt_scope: str = "scene") -> None:
-    from .limits import halo_problem
-
     if tile < MIN_TILE:
         raise DampInputError(f"The tile size must be at least {MIN_TILE} pixels, not {tile}.")
     if halo_problem(halo):
@@ -370,7 +362,7 @@ def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch:
     from .raster import open_raster
 
     open_raster(src, min_bands=3)  # the input opens as a raster with enough bands, before the model loads
-    loaded = _resolve_model(model, device)
+    loaded = as_loaded_model(model, device)
     net = loaded.net
     stats = RunStats()
     from .outputs import OutputGroup
@@ -424,8 +416,9 @@ def _spatial_shares(net) -> dict[str, list[float]]:
     return {name: [round(float(v), 6) for v in shares[i]] for i, name in enumerate(net.block_names)}
 
 
-def restore_raster(src: str | os.PathLike, dst: str | os.PathLike, *, model: ModelArg = None, tile: int = 256,
-                   halo: int = 32, batch: int = 4, device: str = "auto", mask: str | os.PathLike | None = None,
+def restore_raster(src: str | os.PathLike, dst: str | os.PathLike, *, model: ModelArg = None,
+                   tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO, batch: int = DEFAULT_BATCH,
+                   device: str = "auto", mask: str | os.PathLike | None = None,
                    bad_bands: Sequence[int] | None = None, report: str | os.PathLike | None = None,
                    routing_map: str | os.PathLike | None = None, prompt_map: str | os.PathLike | None = None,
                    prompt_scope: str = "scene", progress: Progress = None, cancelled: Cancelled = None,
@@ -465,19 +458,20 @@ def upscale_raster(src: str | os.PathLike, dst: str | os.PathLike, factor: int, 
     """
     if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or not 2 <= factor <= 8:
         raise DampInputError(f"The upscaling factor must be a whole number from 2 to 8, not {factor!r}.")
-    defaults = {"model": None, "tile": 256, "halo": 32, "batch": 4, "device": "auto"}
+    defaults = {"model": None, "tile": DEFAULT_TILE, "halo": DEFAULT_HALO, "batch": DEFAULT_BATCH, "device": "auto"}
     return _run(src, dst, factor=int(factor), **{**defaults, **options})
 
 
-def routing_raster(src: str | os.PathLike, dst: str | os.PathLike, *, model: ModelArg = None, tile: int = 256,
-                   halo: int = 32, device: str = "auto", prompt_scope: str = "scene", progress: Progress = None,
-                   cancelled: Cancelled = None, log: Log = None) -> RestoreReport:
+def routing_raster(src: str | os.PathLike, dst: str | os.PathLike, *, model: ModelArg = None,
+                   tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO, device: str = "auto",
+                   prompt_scope: str = "scene", progress: Progress = None, cancelled: Cancelled = None,
+                   log: Log = None) -> RestoreReport:
     """Run the network over the raster and write only the routing map (one band per decoder DAMoE block)."""
-    return _run(src, None, factor=1, model=model, tile=tile, halo=halo, batch=4, device=device,
+    return _run(src, None, factor=1, model=model, tile=tile, halo=halo, batch=DEFAULT_BATCH, device=device,
                 routing_map=dst, prompt_scope=prompt_scope, progress=progress, cancelled=cancelled, log=log)
 
 
-def prompt_map_raster(src: str | os.PathLike, dst: str | os.PathLike, *, tile: int = 256,
+def prompt_map_raster(src: str | os.PathLike, dst: str | os.PathLike, *, tile: int = DEFAULT_TILE,
                       progress: Progress = None, cancelled: Cancelled = None) -> Path:
     """Write a six-band raster holding each tile's degradation prompt over the tile's area (no network).
 

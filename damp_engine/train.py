@@ -36,6 +36,7 @@ from .model import DAMP, get_preset, prompt_features
 from .raster import RASTER_SUFFIXES, RasterReader
 from .restoration import network_input
 from .scaling import measure_scaling
+from .scene import fill_invalid
 from .scene_analysis import NOISE_FREE_SIGMA, scene_basis
 from .subspace import SpectralBasis, reconstruct
 from .validity import validity_mask
@@ -105,9 +106,8 @@ def load_scene(path: Path, min_bands: int, min_size: int) -> Scene | None:
     cube, valid = cube[scaling.good_bands], valid[scaling.good_bands]
     if cube.shape[0] < 3 or min(cube.shape[1:]) < min_size:
         return None
-    pixel_ok = valid.all(axis=0)
-    cube = cube / scaling.factor
-    cube[:, ~pixel_ok] = np.median(cube[:, pixel_ok], axis=1)[:, None] if pixel_ok.any() else 0
+    # a pixel invalid in any band gets, in every band, that band's median over the complete pixels
+    cube = fill_invalid(cube / scaling.factor, np.broadcast_to(valid.all(axis=0), valid.shape))
     return Scene(path.name, np.ascontiguousarray(cube, np.float32), file_sha256(path))
 
 
@@ -302,10 +302,10 @@ def save_state(path: Path, optimizer: torch.optim.Optimizer, net: DAMP, step: in
                 tensors[f"{n}.exp_avg"] = st["exp_avg"].contiguous()
                 tensors[f"{n}.exp_avg_sq"] = st["exp_avg_sq"].contiguous()
                 tensors[f"{n}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1)
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(path)
-    path.with_suffix(".json").write_text(json.dumps({"step": step}))
+    from .outputs import write_atomically
+
+    write_atomically(path, lambda tmp: save_file(tensors, str(tmp)))
+    write_atomically(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps({"step": step})))
 
 
 def load_state(path: Path, optimizer: torch.optim.Optimizer, net: DAMP) -> int:
@@ -317,23 +317,6 @@ def load_state(path: Path, optimizer: torch.optim.Optimizer, net: DAMP) -> int:
                                   "exp_avg_sq": tensors[f"{n}.exp_avg_sq"].to(p.device),
                                   "step": tensors[f"{n}.step"].reshape(()).clone()}
     return int(json.loads(path.with_suffix(".json").read_text())["step"])
-
-
-class ProgressLine:
-    """A one-line progress bar on stderr: step, loss, speed, time left."""
-
-    def __init__(self, total: int, enabled: bool = True):
-        self.total, self.enabled, self.start = total, enabled and sys.stderr.isatty(), time.time()
-
-    def update(self, step: int, first: int, loss: float, samples_per_s: float) -> None:
-        if not self.enabled:
-            return
-        done = (step - first) / max(1, self.total - first)
-        left = (time.time() - self.start) * (1 - done) / max(done, 1e-9)
-        bar = "#" * int(30 * step / self.total)
-        sys.stderr.write(f"\r[{bar:<30}] {step}/{self.total} loss {loss:.4f} {samples_per_s:.1f} samples/s "
-                         f"{left / 60:.0f} min left ")
-        sys.stderr.flush()
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[float], None] | None = None,
@@ -369,7 +352,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[float], No
     net.train()
     optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = load_state(state_path, optimizer, net) if resume and state_path.exists() else 0
-    first = step
     use_amp = device.type == "cuda"
 
     def checkpoint(now_step: int) -> None:
@@ -380,10 +362,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[float], No
         save_state(state_path, optimizer, net, now_step)
         net.train()
 
-    bar = ProgressLine(cfg.steps)
+    from tqdm import tqdm
+
+    # step, loss, speed and time left on stderr, shown only on a terminal (disable=None)
+    bar = tqdm(total=cfg.steps, initial=step, unit="step", file=sys.stderr, disable=None, dynamic_ncols=True)
     kept_rows = read_log(log_path, up_to=step)
     stream = BatchStream(cfg, files, scenes, step)
-    with open(log_path, "w", newline="") as fh, contextlib.closing(stream):
+    with open(log_path, "w", newline="") as fh, contextlib.closing(stream), bar:
         writer = csv.writer(fh)
         writer.writerow(LOG_HEADER)
         writer.writerows(kept_rows)
@@ -406,7 +391,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[float], No
             speed = cfg.batch / max(time.time() - t_step, 1e-9)
             writer.writerow([step, f"{loss.item():.5f}", f"{aux.item():.5f}", f"{learning_rate(step - 1, cfg):.2e}",
                              f"{speed:.2f}", f"{time.time() - t0:.1f}"])
-            bar.update(step, first, loss.item(), speed)
+            bar.set_postfix(loss=f"{loss.item():.4f}", samples_per_s=f"{speed:.1f}", refresh=False)
+            bar.update(1)
             if step % 25 == 0:
                 fh.flush()
             if progress:

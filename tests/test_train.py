@@ -118,3 +118,22 @@ def test_a_training_sample_is_prepared_as_a_tile_is_restored():
     lost = ~sample.valid.reshape(40, -1).any(dim=1)
     assert int(lost.sum()) == 8 and np.isnan(sample.basis.noise_sigma[lost.numpy()]).all()
     assert torch.equal(sample.clean, torch.from_numpy(clean))
+
+
+def test_a_training_scene_fills_incomplete_pixels_with_each_bands_median_over_complete_ones(tmp_path):
+    import numpy as np
+
+    from damp_engine.raster import RasterReader
+    from damp_engine.scaling import measure_scaling
+    from damp_engine.train import load_scene
+
+    cube = smooth_cube(6, 40, 40, seed=4)
+    cube[2, 5:9, 3] = np.nan
+    cube[4, 20, 10:30] = np.nan
+    path = write_raster(tmp_path / "gaps.tif", cube)
+    with RasterReader(path) as reader:
+        factor = measure_scaling(reader).factor
+    scaled = cube / factor
+    complete = np.isfinite(cube).all(axis=0)
+    expected = np.where(complete, scaled, np.median(scaled[:, complete], axis=1)[:, None, None]).astype(np.float32)
+    assert np.array_equal(load_scene(path, 3, 32).cube, expected)

@@ -34,7 +34,8 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication, QVariant
 from qgis.PyQt.QtGui import QIcon
 
-from damp_engine.errors import DampCancelled, DampInputError
+from damp_engine import (DEFAULT_HALO, DEFAULT_TILE, MAX_HALO, MAX_TILE, MIN_HALO, MIN_TILE, DampCancelled,
+                         DampInputError)
 
 from ..outputs import OutputLayer, derived_name
 from ..paths import icon_path
@@ -153,14 +154,15 @@ class DampAlgorithm(QgsProcessingAlgorithm):
                  "Leave empty for the model bundled with the plugin.")
 
     def add_tile(self) -> None:
-        self.add(advanced(QgsProcessingParameterNumber(self.TILE, self.tr("Tile size (pixels)"), defaultValue=256,
-                                                       minValue=32, maxValue=4096)),
+        self.add(advanced(QgsProcessingParameterNumber(self.TILE, self.tr("Tile size (pixels)"),
+                                                       defaultValue=DEFAULT_TILE, minValue=MIN_TILE,
+                                                       maxValue=MAX_TILE)),
                  "The raster is processed in square tiles of this side, so that rasters of any size fit "
                  "in memory. Smaller tiles need less (GPU) memory; larger ones run a little faster.")
 
     def add_halo(self) -> None:
         self.add(advanced(QgsProcessingParameterNumber(self.HALO, self.tr("Tile overlap (pixels)"),
-                                                       defaultValue=32, minValue=0, maxValue=512)),
+                                                       defaultValue=DEFAULT_HALO, minValue=MIN_HALO, maxValue=MAX_HALO)),
                  "Pixels of context read around every tile and cropped away afterwards, so that no seams "
                  "show between tiles.")
 

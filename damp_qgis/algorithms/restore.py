@@ -1,12 +1,10 @@
 """damp:restore — restore a degraded hyperspectral raster with a DAMP model."""
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from qgis.core import (
     QgsProcessingContext,
-    QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterRasterDestination,
@@ -14,26 +12,9 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from damp_engine import parse_bands  # one parser for the plugin and `damp restore --bad-bands`
+
 from .base import CPU_TIME, HANDLES_WELL, DampAlgorithm, device_words
-
-
-def parse_bands(text: str) -> list[int] | None:
-    """'1, 2, 130-135' → [1, 2, 130, 131, 132, 133, 134, 135]; empty → None (1-based band numbers)."""
-    if not text.strip():
-        return None
-    bands: list[int] = []
-    for item in re.split(r"[,;\s]+", re.sub(r"\s*-\s*", "-", text.strip())):
-        match = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
-        if not match:
-            raise QgsProcessingException(
-                f"Bad bands: cannot read '{item}' in '{text}'. List 1-based band numbers and ranges, "
-                "e.g. 1,2,130-135.")
-        first, last = int(match[1]), int(match[2] or match[1])
-        if not 1 <= first <= last:
-            raise QgsProcessingException(
-                f"Bad bands: '{item}' is not a band number or a rising range; bands count from 1, e.g. 130-135.")
-        bands.extend(range(first, last + 1))
-    return sorted(set(bands))
 
 
 class RestoreAlgorithm(DampAlgorithm):
@@ -93,8 +74,7 @@ class RestoreAlgorithm(DampAlgorithm):
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        from damp_engine.raster import open_raster
-        from damp_engine.tiling import restore_raster
+        from damp_engine import open_raster, restore_raster
 
         source = self.input_raster(parameters, self.INPUT, context)
         has_mask = bool(self.parameterAsString(parameters, self.MASK, context))

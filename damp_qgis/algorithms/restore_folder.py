@@ -20,10 +20,9 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from damp_engine.errors import DampCancelled
+from damp_engine import DampCancelled, parse_bands
 
 from .base import DampAlgorithm
-from .restore import parse_bands
 
 DASK_MISSING = (
     "Restoring a folder needs Dask distributed, but the Python that QGIS runs cannot import it ({missing}). "
@@ -121,7 +120,7 @@ class RestoreFolderAlgorithm(DampAlgorithm):
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
         require_dask()
-        from damp_engine.batch import restore_batch
+        from damp_engine import restore_batch
 
         scheduler = self.parameterAsString(parameters, self.SCHEDULER, context).strip() or None
         if scheduler is None:

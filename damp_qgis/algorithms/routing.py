@@ -43,7 +43,7 @@ class RoutingAlgorithm(DampAlgorithm):
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        from damp_engine.tiling import routing_raster
+        from damp_engine import routing_raster
 
         source = self.input_raster(parameters, self.INPUT, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)

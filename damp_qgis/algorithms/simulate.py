@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from qgis.core import (
     QgsProcessingContext,
-    QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -15,28 +13,9 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from damp_engine import parse_parameters  # one parser for the plugin and `damp degrade --param`
+
 from .base import DampAlgorithm, text_enum
-
-
-def parse_parameters(text: str) -> dict[str, Any]:
-    """'sigma=50, sigmas=[10, 30], extra=stripes' → {'sigma': 50, 'sigmas': [10, 30], 'extra': 'stripes'}.
-
-    Values are read as JSON (numbers, lists) and otherwise kept as words.
-    """
-    params: dict[str, Any] = {}
-    for item in re.split(r"[,;]\s*(?=[A-Za-z_]\w*\s*=)", text.strip()):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise QgsProcessingException(
-                f"Bad degradation parameters: cannot read '{item.strip()}'. Write NAME=VALUE pairs "
-                "separated by commas, e.g. sigma=50, ksize=9.")
-        try:
-            params[key.strip()] = json.loads(value.strip())
-        except json.JSONDecodeError:
-            params[key.strip()] = value.strip()
-    return params
 
 
 def format_defaults(defaults: dict[str, object]) -> str:
@@ -93,7 +72,7 @@ class SimulateAlgorithm(DampAlgorithm):
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        from damp_engine.scene import degrade_raster
+        from damp_engine import degrade_raster
 
         source = self.input_raster(parameters, self.INPUT, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)

@@ -43,6 +43,7 @@ class UpscaleAlgorithm(DampAlgorithm):
                  "more rows and columns).")
         self.add_model()
         self.add_tile()
+        self.add_halo()
         self.add_tile_prompts()
         self.add_device()
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Super-resolved raster")),
@@ -51,7 +52,7 @@ class UpscaleAlgorithm(DampAlgorithm):
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        from damp_engine.tiling import upscale_raster
+        from damp_engine import upscale_raster
 
         source = self.input_raster(parameters, self.INPUT, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
@@ -60,6 +61,7 @@ class UpscaleAlgorithm(DampAlgorithm):
             source, output, factor,
             model=self.model_path(parameters, context),
             tile=self.parameterAsInt(parameters, self.TILE, context),
+            halo=self.parameterAsInt(parameters, self.HALO, context),
             device=self.device(parameters, context), prompt_scope=self.prompt_scope(parameters, context),
             log=self.details_log(context, feedback), **self.callbacks(feedback))
         feedback.pushInfo(f"Super-resolved ×{factor} to {report.width} × {report.height} px in "
