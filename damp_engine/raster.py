@@ -17,7 +17,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 from osgeo import gdal
@@ -208,20 +208,18 @@ class RasterReader:
     def close(self) -> None:
         self._ds = None
 
-    def read(self, x0: int, y0: int, width: int, height: int, halo: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Read a window plus `halo` pixels each side (edges mirrored).
+    def read(self, x0: int, y0: int, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+        """Read a window of the raster (the tile loop's halo is part of the window it asks for).
 
-        Returns (data, valid): float32 (bands, height + 2·halo, width + 2·halo) in physical units,
-        invalid samples set to 0, and a bool array of the same shape, False where nodata/NaN/Inf.
+        Returns (data, valid): float32 (bands, height, width) in physical units, invalid samples
+        set to 0, and a bool array of the same shape, False where nodata/NaN/Inf.
         """
         info = self.info
-        xa, ya = max(x0 - halo, 0), max(y0 - halo, 0)
-        xb, yb = min(x0 + width + halo, info.width), min(y0 + height + halo, info.height)
         with gdal_errors(info.path):
-            raw = self._ds.ReadAsArray(xa, ya, xb - xa, yb - ya)
+            raw = self._ds.ReadAsArray(x0, y0, width, height)
             if raw is None:
                 raise RuntimeError(gdal.GetLastErrorMsg() or "GDAL returned no data")
-            raw = raw.reshape(info.bands, yb - ya, xb - xa)
+            raw = raw.reshape(info.bands, height, width)
         valid = np.isfinite(raw) if raw.dtype.kind == "f" else np.ones(raw.shape, bool)
         if info.nodata is not None and not np.isnan(info.nodata):
             valid &= raw != np.asarray(info.nodata).astype(raw.dtype)
@@ -229,41 +227,22 @@ class RasterReader:
         if self._scaled:
             data = data * self._scales + self._offsets
         data[~valid] = 0.0
-        pads = ((0, 0), (ya - (y0 - halo), (y0 + height + halo) - yb), (xa - (x0 - halo), (x0 + width + halo) - xb))
-        if any(p for pair in pads for p in pair):
-            data = _mirror_pad(data, pads)
-            valid = _mirror_pad(valid, pads)
         return data, valid
 
     def read_all(self) -> tuple[np.ndarray, np.ndarray]:
         """Read the whole raster (for small rasters: tests, evaluation)."""
         return self.read(0, 0, self.info.width, self.info.height)
 
-    def read_band(self, index: int, step: int = 1) -> np.ndarray:
-        """Read one band (0-based) decimated by `step`, in physical units, NaN where invalid."""
-        w, h = max(1, self.info.width // step), max(1, self.info.height // step)
+    def read_band(self, index: int) -> np.ndarray:
+        """Read one whole band (0-based) in physical units, NaN where invalid."""
         with gdal_errors(self.info.path):
-            band = self._ds.GetRasterBand(index + 1)
-            raw = band.ReadAsArray(0, 0, self.info.width, self.info.height, w, h).astype(np.float32)
+            raw = self._ds.GetRasterBand(index + 1).ReadAsArray().astype(np.float32)
         bad = ~np.isfinite(raw)
         if self.info.nodata is not None and not np.isnan(self.info.nodata):
             bad |= raw == np.float32(self.info.nodata)
         raw = raw * self.info.scales[index] + self.info.offsets[index]
         raw[bad] = np.nan
         return raw
-
-
-def _mirror_pad(a: np.ndarray, pads) -> np.ndarray:
-    """Reflect-pad the two spatial axes; a 1-pixel axis is repeated instead."""
-    mode = "reflect" if min(a.shape[1:]) > 1 else "edge"
-    return np.pad(a, pads, mode=mode)
-
-
-def iter_windows(width: int, height: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
-    """Yield (x0, y0, w, h) windows of at most tile×tile covering the raster row by row."""
-    for y0 in range(0, height, tile):
-        for x0 in range(0, width, tile):
-            yield x0, y0, min(tile, width - x0), min(tile, height - y0)
 
 
 def driver_for(path: str | os.PathLike) -> tuple[str, list[str]]:

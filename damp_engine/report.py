@@ -7,7 +7,6 @@ more than one small vector per tile.
 """
 from __future__ import annotations
 
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -101,7 +100,6 @@ class RunStats:
         self._gate_sum: np.ndarray | None = None
         self._area = 0.0
         self.tiles = 0
-        self.events: list[str] = []
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -142,14 +140,3 @@ class RunStats:
             return {}
         mean = self._gate_sum / self._area
         return {name: [round(float(g), 6) for g in mean[i]] for i, name in enumerate(block_names)}
-
-
-def write_json_atomically(path: str | os.PathLike, data: dict) -> Path:
-    """Write `data` as indented JSON to a hidden temporary file beside `path`, then move it into place.
-
-    On any failure the previous file at `path` is untouched and no temporary file is left; the
-    error is a DampInputError that names `path`.
-    """
-    from .outputs import JsonOutput, commit_together
-
-    return commit_together([JsonOutput(path, data)])[0]

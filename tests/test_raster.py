@@ -7,7 +7,7 @@ from conftest import smooth_cube, write_raster
 from osgeo import gdal
 
 from damp_engine.errors import DampInputError
-from damp_engine.raster import RasterReader, RasterWriter, check_output_path, iter_windows, open_raster
+from damp_engine.raster import RasterReader, RasterWriter, check_output_path, open_raster
 
 
 def test_sample_raster_metadata_is_read(sample_raster):
@@ -29,22 +29,24 @@ def test_read_applies_scale_and_masks_nodata(sample_raster):
     assert (data[129:135] == 0).all()
 
 
-def test_halo_is_mirrored_at_edges(tmp_path):
+def test_a_window_reads_those_pixels_of_every_band(tmp_path):
     cube = smooth_cube(4, 10, 12)
     path = write_raster(tmp_path / "a.tif", cube)
     with RasterReader(path) as reader:
-        data, valid = reader.read(0, 0, 5, 5, halo=2)
-    assert data.shape == (4, 9, 9)
-    np.testing.assert_array_equal(data[:, 2:, 2:], cube[:, :7, :7])
-    np.testing.assert_array_equal(data[:, 0, 2:], cube[:, 2, :7])
-    assert valid.all()
+        data, valid = reader.read(3, 2, 5, 7)
+    np.testing.assert_array_equal(data, cube[:, 2:9, 3:8])
+    assert valid.shape == (4, 7, 5) and valid.all()
 
 
-def test_halo_larger_than_raster_works(tmp_path):
-    path = write_raster(tmp_path / "tiny.tif", smooth_cube(3, 5, 4))
+def test_a_band_reads_whole_in_physical_units_nan_where_nodata(tmp_path):
+    cube = (smooth_cube(3, 6, 5) * 10000).astype(np.uint16)
+    cube[1, 2, 3] = 0
+    path = write_raster(tmp_path / "b.tif", cube, nodata=0, scale=1e-4)
     with RasterReader(path) as reader:
-        data, _ = reader.read(0, 0, 4, 5, halo=8)
-    assert data.shape == (3, 21, 20)
+        band = reader.read_band(1)
+    assert band.shape == (6, 5) and np.isnan(band[2, 3])
+    np.testing.assert_allclose(np.delete(band.ravel(), 2 * 5 + 3), np.delete(cube[1].ravel(), 2 * 5 + 3) * 1e-4,
+                               rtol=1e-6)
 
 
 def test_nan_is_invalid(tmp_path):
@@ -80,9 +82,10 @@ def test_writer_keeps_georeferencing_and_wavelengths(tmp_path, sample_raster, ex
     info = open_raster(sample_raster)
     out = tmp_path / f"copy{ext}"
     with RasterReader(sample_raster) as reader, RasterWriter(out, info, nodata=-9999.0) as writer:
-        for x0, y0, w, h in iter_windows(info.width, info.height, 40):
-            data, _ = reader.read(x0, y0, w, h)
-            writer.write(data, x0, y0)
+        for y0 in range(0, info.height, 40):
+            for x0 in range(0, info.width, 40):
+                data, _ = reader.read(x0, y0, min(40, info.width - x0), min(40, info.height - y0))
+                writer.write(data, x0, y0)
     copy = open_raster(out)
     assert copy.shape == info.shape
     assert copy.geotransform == pytest.approx(info.geotransform)
