@@ -70,3 +70,35 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def _module_needs_qgis(module) -> bool:
+    """True for a test module that imports QGIS, the plugin or the qgis_process helpers at its top."""
+    for value in vars(module).values():
+        name = value.__name__ if isinstance(value, type(os)) else getattr(value, "__module__", None)
+        if isinstance(name, str) and name.split(".")[0] in ("qgis", "damp_qgis", "plugin_support"):
+            return True
+    return False
+
+
+def _requests_qgis_app(item) -> bool:
+    """True when the test or one of the project's fixtures asks for `qgis_app` by name (pytest-qgis
+    starts it for every test, autouse, so `item.fixturenames` always holds it)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    if "qgis_app" in info.argnames:
+        return True
+    return any("qgis_app" in definition.argnames  # the project's fixtures (plugins' have no baseid)
+               for definitions in info.name2fixturedefs.values() for definition in definitions
+               if getattr(definition, "baseid", ""))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that needs QGIS carries the `qgis` marker, so that `-m "not qgis"` runs the
+    engine's tests alone: the tests of a module that imports QGIS, the plugin or the
+    qgis_process helpers, and the tests that (through a fixture) ask for `qgis_app`."""
+    for item in items:
+        module = getattr(item, "module", None)
+        if (module is not None and _module_needs_qgis(module)) or _requests_qgis_app(item):
+            item.add_marker(pytest.mark.qgis)
