@@ -319,6 +319,34 @@ def load_state(path: Path, optimizer: torch.optim.Optimizer, net: DAMP) -> int:
     return int(json.loads(path.with_suffix(".json").read_text())["step"])
 
 
+class _NoBar:
+    """What `step_bar` gives where no bar is drawn."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, **values) -> None:
+        pass
+
+    def __enter__(self) -> "_NoBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def step_bar(total: int, done: int):
+    """tqdm's bar of the steps (loss, speed, time left) on stderr when it is a terminal; a silent
+    stand-in elsewhere (QGIS's Fine-tune, logs) and where tqdm is not installed (QGIS's Python)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    if sys.stderr is None or not sys.stderr.isatty():
+        return _NoBar()
+    return tqdm(total=total, initial=done, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[float], None] | None = None,
           cancelled: Callable[[], bool] | None = None, log: Callable[[str], None] = print) -> Path:
     """Run (or resume) training; writes <out>.safetensors/.json and returns the weights path."""
@@ -362,10 +390,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[float], No
         save_state(state_path, optimizer, net, now_step)
         net.train()
 
-    from tqdm import tqdm
-
-    # step, loss, speed and time left on stderr, shown only on a terminal (disable=None)
-    bar = tqdm(total=cfg.steps, initial=step, unit="step", file=sys.stderr, disable=None, dynamic_ncols=True)
+    bar = step_bar(cfg.steps, step)
     kept_rows = read_log(log_path, up_to=step)
     stream = BatchStream(cfg, files, scenes, step)
     with open(log_path, "w", newline="") as fh, contextlib.closing(stream), bar:
