@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import DampCancelled, DampInputError
+from .errors import DampCancelled, DampInputError, one_line
 from .limits import DEFAULT_BATCH, DEFAULT_HALO, DEFAULT_TILE, MAX_HALO, MAX_TILE, MIN_HALO, MIN_TILE
 
 __version__ = "0.1.0"
@@ -33,6 +33,7 @@ _API = {
     "finetune": "damp_engine.train",
     "load_model": "damp_engine.checkpoint",
     "open_raster": "damp_engine.raster",
+    "RasterReader": "damp_engine.raster",
     # arrays
     "compute_prompt": "damp_engine.prompt",
     "degrade_cube": "damp_engine.degrade:degrade",
@@ -40,9 +41,15 @@ _API = {
     # the users' text inputs, parsed one way for the CLI and the plugin
     "parse_bands": "damp_engine.params",
     "parse_parameters": "damp_engine.params",
+    # names and words shown to users (torch-free)
+    "METRIC_NAMES": "damp_engine.names",
+    "METRIC_TITLES": "damp_engine.names",
+    "METRIC_MEANINGS": "damp_engine.names",
+    "KINDS": "damp_engine.names",
+    "PARAMETERS": "damp_engine.names",
 }
 
-__all__ = ["DampInputError", "DampCancelled", "__version__", "DEFAULT_TILE", "DEFAULT_HALO", "DEFAULT_BATCH",
+__all__ = ["DampInputError", "DampCancelled", "one_line", "__version__", "DEFAULT_TILE", "DEFAULT_HALO", "DEFAULT_BATCH",
            "MIN_TILE", "MAX_TILE", "MIN_HALO", "MAX_HALO", *_API]
 
 

@@ -20,8 +20,7 @@ def true_colour_bands(layer: QgsMapLayer | None) -> tuple[int, int, int] | None:
     if not isinstance(layer, QgsRasterLayer) or not layer.isValid() or layer.providerType() != "gdal" \
             or layer.bandCount() < 3:
         return None
-    from damp_engine.errors import DampInputError
-    from damp_engine.raster import open_raster
+    from damp_engine import DampInputError, open_raster
 
     try:
         info = open_raster(layer.source())

@@ -141,3 +141,17 @@ def test_plugin_parses_and_defaults_as_the_engine(qgis_app):
         assert algorithm.parameterDefinition("TILE").defaultValue() == limits.DEFAULT_TILE
         assert algorithm.parameterDefinition("TILE").minimum() == limits.MIN_TILE
         assert algorithm.parameterDefinition("HALO").defaultValue() == limits.DEFAULT_HALO
+
+
+STILL_DEEPER = {  # plugin modules that still import engine submodules (to move to the public API)
+    "algorithms/base.py", "algorithms/evaluate.py", "algorithms/prompt.py", "dock/reading.py"}
+
+
+def test_the_plugin_calls_the_engine_through_its_public_api():
+    import re
+    from pathlib import Path
+
+    plugin = Path(__file__).resolve().parents[1] / "damp_qgis"
+    deeper = {str(f.relative_to(plugin)) for f in plugin.rglob("*.py")
+              if re.search(r"^\s*(from|import) damp_engine\.", f.read_text(encoding="utf-8"), re.M)}
+    assert deeper <= STILL_DEEPER, sorted(deeper - STILL_DEEPER)

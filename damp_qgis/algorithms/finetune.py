@@ -51,7 +51,7 @@ class FinetuneAlgorithm(DampAlgorithm):
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        from damp_engine.train import finetune
+        from damp_engine import finetune
 
         rasters = [self.check_raster(layer, self.INPUT) for layer in
                    self.parameterAsLayerList(parameters, self.INPUT, context)]

@@ -54,7 +54,7 @@ class SimulateAlgorithm(DampAlgorithm):
         return self.tr("Simulate degradation")
 
     def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802 (QGIS API)
-        from damp_engine.names import KINDS, PARAMETERS
+        from damp_engine import KINDS, PARAMETERS
 
         defaults = "; ".join(f"{kind}: {format_defaults(PARAMETERS[kind])}" for kind in KINDS)
         self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Clean raster")),

@@ -100,7 +100,7 @@ class MetricsPanel(QWidget):
         self.shown: dict[str, float] = {}
 
     def _build_rows(self) -> None:
-        from damp_engine.names import METRIC_MEANINGS, METRIC_NAMES, METRIC_TITLES
+        from damp_engine import METRIC_MEANINGS, METRIC_NAMES, METRIC_TITLES
 
         mono = QFont("monospace")
         mono.setStyleHint(QFont.TypeWriter)

@@ -58,8 +58,7 @@ def root_name(name: str) -> str:
 
 
 def _damp_metadata(layer: QgsRasterLayer) -> dict:
-    from damp_engine.errors import DampInputError
-    from damp_engine.raster import open_raster
+    from damp_engine import DampInputError, open_raster
 
     try:
         metadata = open_raster(layer.source()).metadata
@@ -138,7 +137,7 @@ def lost_band_list(metadata: dict) -> tuple[int, ...]:
 
 def read_spectrum(layer: QgsRasterLayer, col: int, row: int) -> Spectrum:
     """The spectrum of pixel (col, row) of ``layer``, read through the engine (scale applied)."""
-    from damp_engine.raster import RasterReader
+    from damp_engine import RasterReader
 
     with RasterReader(layer.source()) as reader:
         data, valid = reader.read(col, row, 1, 1)

@@ -45,7 +45,7 @@ class InspectTask(QgsTask):
         """Compute the inspection; True when done or cancelled, False when it failed."""
         try:
             from damp_engine import DampCancelled, DampInputError
-            from damp_engine.inspect import inspect_raster
+            from damp_engine import inspect_raster
         except (ImportError, OSError) as exc:  # OSError: a torch wheel whose libraries fail to load
             from ..algorithms.base import TORCH_MISSING
 
