@@ -328,8 +328,8 @@ def test_restore_writes_routing_and_prompt_maps(restored, model):
 
 
 def test_restore_routes_by_the_scene_prompt_unless_asked_per_tile(processing, tmp_path):
-    """With a trained model (the bundled one): a random-init network's gated complement is closed,
-    so its routing changes nothing."""
+    """With a trained model (the bundled one): a random-init network returns its closed-form
+    input whatever the routing."""
     flag = QgsApplication.processingRegistry().algorithmById("damp:restore").parameterDefinition("TILE_PROMPTS")
     assert flag.defaultValue() is False and flag.flags() & flag.FlagAdvanced
     cube = smooth_cube(BANDS, 32, 256)
@@ -340,8 +340,9 @@ def test_restore_routes_by_the_scene_prompt_unless_asked_per_tile(processing, tm
         outputs[per_tile], _, _ = read(processing.run("damp:restore", {
             "INPUT": str(src), "TILE": 64, "DEVICE": "cpu", "TILE_PROMPTS": per_tile,
             "OUTPUT": str(tmp_path / f"restored_{per_tile}.tif")})["OUTPUT"])
+    # v2 routes only the network's correction of the closed-form estimate, so the change is small
     change = np.abs(outputs[True] - outputs[False])
-    assert change[:, :, :64].mean() > 1e-4 and change[:, :, -64:].mean() > 1e-4
+    assert change[:, :, :64].max() > 1e-5 and change[:, :, -64:].max() > 1e-5
 
 
 def test_restore_report_records_device_and_timings(restored):
