@@ -31,13 +31,18 @@ def _print_table(rows: dict, fmt: str = "{:>10.4f}") -> None:
 
 
 def cmd_prompt(args: argparse.Namespace) -> None:
+    """The scene prompt and its reading (``damp_engine.reading.read_raster``): JSON, or the
+    reading's one sentence first, then the metrics."""
     from .prompt import METRIC_MEANINGS
+    from .reading import read_raster
     from .scene import prompt_raster
 
     result = prompt_raster(args.input)
+    reading = read_raster(args.input)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({**result.to_dict(), "reading": reading.to_dict()}, indent=2))
         return
+    print(reading.sentence)
     print(f"{args.input}: {result.bands} bands, {result.width} x {result.height} pixels, "
           f"{result.tiles} sample tile(s)")
     for name, value in result.metrics.items():
@@ -200,10 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = add("prompt", cmd_prompt, "Print the six degradation-prompt metrics of a raster.",
+    p = add("prompt", cmd_prompt, "Read a raster's degradation (one sentence) and print its six prompt metrics.",
             "damp prompt scene.tif --json")
     p.add_argument("input", help="hyperspectral raster (GeoTIFF, ENVI, VRT; at least 3 bands)")
-    p.add_argument("--json", action="store_true", help="print JSON (keys hfer stu scm scs gstd scc bands width height)")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON (keys hfer stu scm scs gstd scc bands width height tiles, and reading: "
+                        "families, top, present, severity, sentence, evidence, metrics)")
 
     p = add("degrade", cmd_degrade, "Write a degraded copy of a raster (seeded) for tests and benchmarks.",
             "damp degrade clean.tif noisy.tif --kind gaussian_noise --param sigma=50 --seed 1")

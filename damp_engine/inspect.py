@@ -12,8 +12,9 @@ worker thread:
 2. the model's routers are evaluated on that prompt (``DAMP.route``): they see only the prompt,
    so this is exactly how a restoration of the region would route its experts.
 
-``describe_prompt`` turns the metrics into one line of plain language with evidence, judged
-against the ranges the model card records for clean and for degraded training crops.
+The reading of the degradation (one sentence, the family probabilities and the evidence) is
+``damp_engine.reading.read_raster``'s for the same region: the reading ``damp prompt`` prints and
+the *Degradation prompt* algorithm outputs.
 """
 from __future__ import annotations
 
@@ -35,16 +36,6 @@ Ranges = dict[str, dict[str, Range]]  # {"clean": {metric: range}, "degraded": {
 
 MIN_SIDE = 8  # the prompt needs at least 8 × 8 pixels
 
-# Readings; each names the physical cause a user can act on (rules in ``describe_prompt``).
-NOISE = "strong high-frequency noise, spectra rough: noise-like degradation"
-BAND_LOSS = "spectral curvature spikes: lost or corrupted bands"
-GAPS = "sharp spatial artefacts on smooth spectra: missing pixels, stripes or dead lines"
-BLUR = "high frequencies missing: blur or low resolution"
-CLEAN = "looks clean"
-UNUSUAL = "no typical degradation pattern, but some metrics lie outside the clean range"
-NO_RANGES = "no reference ranges in the model card: the metrics cannot be judged"
-BAND_LOSS_SPREAD = 0.6  # SCS excess / SCM excess from which rough spectra read as band loss
-
 
 @dataclass(frozen=True)
 class Inspection:
@@ -52,7 +43,7 @@ class Inspection:
 
     metrics:        the six DP metrics {name: value}, in ``METRIC_NAMES`` order.
     ranges:         {"clean"|"degraded": {name: (p05, p95)}} from the model card, or None.
-    reading:        one-line plain-language reading of the metrics (``describe_prompt``).
+    reading:        the reading of the degradation in one sentence (``degradation.sentence``).
     evidence:       the observations behind the reading, one sentence each.
     block_names:    the model's DAMoE blocks in execution order ("dec2.0", ...).
     gates:          n_blocks × E gate weights (after top-k), averaged over the windows read.
@@ -61,6 +52,8 @@ class Inspection:
     model:          the model's name (its card's "name", else its file's stem).
     windows:        the pixel windows (x0, y0, width, height) used (those at least half valid).
     bands:          the bands used (those holding valid data).
+    degradation:    the whole reading (``damp_engine.reading.Reading``): family probabilities,
+                    severities, sentence and evidence.
     """
 
     metrics: dict[str, float]
@@ -74,6 +67,7 @@ class Inspection:
     model: str
     windows: list[Window] = field(default_factory=list)
     bands: int = 0
+    degradation: Any = None
 
 
 def inspect_raster(path: str | os.PathLike, window: Window | None = None,
@@ -93,6 +87,7 @@ def inspect_raster(path: str | os.PathLike, window: Window | None = None,
     import torch
 
     from .checkpoint import as_loaded_model
+    from .reading import read_raster
     from .scene_analysis import analyse_scene
 
     def check() -> None:
@@ -107,9 +102,10 @@ def inspect_raster(path: str | os.PathLike, window: Window | None = None,
     loaded = as_loaded_model(model, device)
     trace = loaded.net.route(torch.as_tensor(analysis.prompt[None], device=loaded.device))
     ranges = card_ranges(loaded.card)
-    reading, evidence = describe_prompt(metrics, ranges)
+    reading = read_raster(path, window, cancelled=cancelled)
     return Inspection(
-        metrics=metrics, ranges=ranges, reading=reading, evidence=evidence,
+        metrics=metrics, ranges=ranges, reading=reading.sentence, evidence=list(reading.evidence),
+        degradation=reading,
         block_names=list(trace.block_names), gates=trace.mean_gates().double().cpu().tolist(),
         spatial_share=trace.spatial_share.double().cpu().tolist(), device=device_label(loaded.device),
         model=loaded.name, windows=list(analysis.windows), bands=int((~analysis.lost).sum()),
@@ -157,84 +153,3 @@ def card_ranges(card: Mapping[str, Any]) -> Ranges | None:
                 for kind in ("clean", "degraded")}
     except (TypeError, KeyError, IndexError, ValueError):
         return None
-
-
-def describe_prompt(metrics: Mapping[str, float], ranges: Ranges | None) -> tuple[str, list[str]]:
-    """A plain-language reading of the DP metrics, and the evidence for it.
-
-    Each metric is judged against its clean range (low, high) from ``ranges["clean"]``: *above*
-    means value > high, *below* means value < low; the *excess* of a metric above its range is
-    value / high. The first rule that holds gives the reading:
-
-    =========  ===========================================  =====================================
-    reading    rule                                         why
-    =========  ===========================================  =====================================
-    band loss  SCM above, SCS above, and the excess of SCS  zeroed or spiky bands put a few sharp
-               at least BAND_LOSS_SPREAD (0.6) × the        kinks in every spectrum, large in
-               excess of SCM                                bright pixels and small in dark ones,
-                                                            so the spread of spectral roughness
-                                                            (SCS) grows about as fast as its mean
-    noise      SCM above (otherwise)                        noise makes every spectrum about as
-                                                            rough as the next: SCM grows much
-                                                            faster than SCS
-    gaps       HFER above or SCC below                      missing pixels, stripes and dead lines
-                                                            add spatial edges but leave spectra
-                                                            smooth
-    blur       HFER below                                   blur and coarse pixels remove fine
-                                                            detail and keep neighbours alike
-    =========  ===========================================  =====================================
-
-    Known limits: signal-dependent (Poisson) noise also roughens bright pixels more than dark
-    ones and can read as band loss; stripes and pixel-replicated down-sampling hardly move the
-    metrics and may read as clean. A naturally smooth scene can read as blurred.
-
-    When no rule holds, the reading is "looks clean" if all six metrics lie inside their clean
-    ranges, else a note that some lie outside. Without ranges (a card that has none), the
-    reading says so and the evidence is empty. The evidence lists every metric outside its
-    clean range, with its value and the range. (The degraded ranges span nearly everything
-    from blur to strong noise, so they are shown in the dock's bars but not used here.)
-    """
-    if ranges is None:
-        return NO_RANGES, []
-    from .prompt import METRIC_TITLES
-
-    clean = ranges["clean"]
-    side = {name: _side(value, clean[name]) for name, value in metrics.items()}
-    above = {name for name, s in side.items() if s == "above"}
-    below = {name for name, s in side.items() if s == "below"}
-    reading = None
-    if "scm" in above:
-        spiky = "scs" in above and (_excess(metrics["scs"], clean["scs"])
-                                    >= BAND_LOSS_SPREAD * _excess(metrics["scm"], clean["scm"]))
-        reading = BAND_LOSS if spiky else NOISE
-    elif "hfer" in above or "scc" in below:
-        reading = GAPS
-    elif "hfer" in below:
-        reading = BLUR
-    evidence = []
-    for name, value in metrics.items():
-        if side[name] == "inside":
-            continue
-        low, high = clean[name]
-        evidence.append(f"{METRIC_TITLES[name]} ({name.upper()}) {value:.3g} is {side[name]} the clean "
-                        f"range {low:.3g}–{high:.3g}")
-    if reading is not None:
-        return reading, evidence
-    if evidence:
-        return UNUSUAL, evidence
-    return CLEAN, ["all six metrics lie inside their clean ranges"]
-
-
-def _excess(value: float, clean: Range) -> float:
-    """How far ``value`` lies above a clean range, as a multiple of its upper end."""
-    return value / max(clean[1], 1e-12)
-
-
-def _side(value: float, clean: Range) -> str:
-    """Where ``value`` lies against a clean range: "below", "inside" or "above"."""
-    low, high = clean
-    if value > high:
-        return "above"
-    if value < low:
-        return "below"
-    return "inside"

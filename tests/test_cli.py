@@ -99,7 +99,9 @@ def test_nan_and_inf_pixels_are_treated_as_nodata(capsys, tmp_path):
     cube[:, 3, 4], cube[2, 10, 10] = np.nan, np.inf
     path = write_raster(tmp_path / "holes.tif", cube)
     code, out, _ = run(capsys, "prompt", path, "--json")
-    assert code == 0 and all(np.isfinite(v) for v in json.loads(out).values())
+    result = json.loads(out)
+    assert code == 0 and all(np.isfinite(v) for k, v in result.items() if k != "reading")
+    assert result["reading"]["top"] in result["reading"]["families"]
 
 
 def test_output_equal_to_input_leaves_input_untouched(capsys, tmp_path, sample_raster):

@@ -1,6 +1,8 @@
-"""damp:prompt — the degradation prompt: six physical metrics that describe how a raster is degraded."""
+"""damp:prompt — the degradation prompt (six physical metrics) of a raster, and its reading: which
+degradations it shows, how likely, and how strong (``damp_engine.reading.read_raster``)."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from qgis.core import (
@@ -8,6 +10,7 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -16,11 +19,14 @@ from qgis.core import (
 
 from .base import DampAlgorithm
 
+SEVERITY_COLUMNS = ("noise_sigma", "blur_width_px", "coarse_factor", "missing_fraction", "lost_bands")
+
 
 class PromptAlgorithm(DampAlgorithm):
-    """Compute the degradation prompt (HFER, STU, SCM, SCS, GSTD, SCC) of a raster."""
+    """Compute the degradation prompt (HFER, STU, SCM, SCS, GSTD, SCC) of a raster and read it."""
 
     PROMPT_MAP = "PROMPT_MAP"
+    READING, TOP, TOP_PROBABILITY, READING_JSON = "READING", "TOP_FAMILY", "TOP_PROBABILITY", "READING_JSON"
 
     GROUP = "Analysis"
     HELP = ("Computes the degradation prompt of a hyperspectral raster: the six closed-form "
@@ -28,7 +34,13 @@ class PromptAlgorithm(DampAlgorithm):
             "and SCM, blur lowers HFER and GSTD, lost bands raise SCM and SCS. The metrics are "
             "averaged over sample tiles spread over the raster. The result is a one-row table "
             "(usable by later steps of a model) and one numeric output per metric; optionally a "
-            "raster with the metrics of every tile shows where the degradation is.")
+            "raster with the metrics of every tile shows where the degradation is. The reading of "
+            "the prompt comes with it: a calibrated probability for each family of degradation "
+            "(clean, Gaussian noise, signal-dependent noise, blur, coarse resolution, missing "
+            "pixels, lost bands, stripes, dead lines, impulse noise), the severities of those "
+            "present in the raster's own units (noise σ, blur width, coarse-pixel factor, missing "
+            "share, lost bands), and one sentence that says it: the same reading as the DAMP dock "
+            "and the command 'damp prompt'.")
 
     def name(self) -> str:
         return "prompt"
@@ -44,7 +56,10 @@ class PromptAlgorithm(DampAlgorithm):
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Degradation prompt table"),
                                                    QgsProcessing.TypeVector),
                  "A table without geometry (e.g. a .csv file) with one row: raster, "
-                 + ", ".join(METRIC_NAMES) + ", bands, width, height and the number of sample tiles.")
+                 + ", ".join(METRIC_NAMES) + ", bands, width, height, the number of sample tiles, then the "
+                 "reading: its sentence (reading), the top family (top), one probability per family "
+                 "(p_clean, p_gaussian_noise, ...) and the severities " + ", ".join(SEVERITY_COLUMNS)
+                 + " (empty where they do not apply; lost_bands as 1-based band numbers, e.g. 12,13).")
         self.add(QgsProcessingParameterRasterDestination(self.PROMPT_MAP, self.tr("Prompt map"),
                                                          optional=True, createByDefault=False),
                  "Optional raster with the six metrics of every tile (one band per metric, one pixel "
@@ -55,22 +70,55 @@ class PromptAlgorithm(DampAlgorithm):
         for metric in METRIC_NAMES:
             self.add_output_with_help(QgsProcessingOutputNumber(metric.upper(), self.tr(METRIC_TITLES[metric])),
                                       METRIC_MEANINGS[metric])
+        self.add_output_with_help(QgsProcessingOutputString(self.READING, self.tr("Reading")),
+                                  "The reading of the degradation in one sentence, e.g. \"Gaussian noise (98 %), "
+                                  "σ ≈ 0.021 (median over bands).\"")
+        self.add_output_with_help(QgsProcessingOutputString(self.TOP, self.tr("Most likely degradation family")),
+                                  "The most probable family: clean, gaussian_noise, signal_dependent_noise, blur, "
+                                  "coarse_resolution, missing_pixels, lost_bands, stripes, dead_lines or impulse_noise.")
+        self.add_output_with_help(QgsProcessingOutputNumber(self.TOP_PROBABILITY, self.tr("Its probability")),
+                                  "The calibrated probability (0 to 1) of the most likely family.")
+        self.add_output_with_help(QgsProcessingOutputString(self.READING_JSON, self.tr("Reading (JSON)")),
+                                  "The whole reading as JSON, as 'damp prompt --json' prints it under \"reading\": "
+                                  "families (probabilities), top, present, severity, sentence, evidence, metrics.")
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
         from damp_engine.names import METRIC_MEANINGS
+        from damp_engine.reading import read_raster
         from damp_engine.scene import prompt_raster
 
         source = self.input_raster(parameters, self.INPUT, context)
         prompt = prompt_raster(source)
         for metric, value in prompt.metrics.items():
             feedback.pushInfo(f"{metric.upper():<5} {value:9.4f}  {METRIC_MEANINGS[metric]}")
+        reading = read_raster(source, cancelled=feedback.isCanceled)
+        feedback.pushInfo(reading.sentence)
+        for line in reading.evidence:
+            feedback.pushInfo(f"  · {line}")
         prompt_map = self.output_path(parameters, self.PROMPT_MAP, context)
         if prompt_map:
             from damp_engine.tiling import prompt_map_raster
 
             prompt_map_raster(source, prompt_map, tile=self.parameterAsInt(parameters, self.TILE, context),
                               **self.callbacks(feedback))
-        table = self.write_table(parameters, self.OUTPUT, context, {"raster": source, **prompt.to_dict()})
+        table = self.write_table(parameters, self.OUTPUT, context,
+                                 {"raster": source, **prompt.to_dict(), **reading_row(reading)})
         return {self.OUTPUT: table, self.PROMPT_MAP: prompt_map,
-                **{metric.upper(): value for metric, value in prompt.metrics.items()}}
+                **{metric.upper(): value for metric, value in prompt.metrics.items()},
+                self.READING: reading.sentence, self.TOP: reading.top, self.TOP_PROBABILITY: reading.probability,
+                self.READING_JSON: json.dumps(reading.to_dict())}
+
+
+def reading_row(reading) -> dict[str, Any]:
+    """The reading's columns of the table: sentence, top family, probabilities, severities."""
+    severity = reading.to_dict()["severity"]
+    row: dict[str, Any] = {"reading": reading.sentence, "top": reading.top}
+    row.update({f"p_{family}": float(p) for family, p in reading.families.items()})
+    for key in SEVERITY_COLUMNS:
+        value = severity.get(key)
+        if key == "lost_bands":  # text, so that the column type does not depend on the raster
+            row[key] = ",".join(map(str, value or []))
+        else:
+            row[key] = None if value is None else float(value)
+    return row

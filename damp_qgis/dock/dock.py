@@ -230,8 +230,11 @@ class DampDock(QgsDockWidget):
         self.pages.setCurrentWidget(self.results)
 
     def _show_reading(self, inspection) -> None:
-        """Fill the reading slot from the inspection."""
-        self.reading.show_reading(inspection.reading, inspection.evidence)
+        """Fill the reading slot from the inspection: its ``damp_engine.reading`` reading."""
+        if getattr(inspection, "degradation", None) is not None:
+            self.reading.set_reading(inspection.degradation)
+        else:
+            self.reading.show_reading(inspection.reading, inspection.evidence)
 
     def _show_message(self, text: str) -> None:
         self.inspection = None
