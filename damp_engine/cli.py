@@ -19,7 +19,6 @@ from typing import Callable, Iterator
 from . import DEFAULT_BATCH, DEFAULT_HALO, DEFAULT_TILE, MAX_HALO, MIN_HALO, MIN_TILE
 from .errors import DampCancelled, DampInputError, one_line
 
-
 EPILOG = "Run 'damp COMMAND --help' for a command's options and an example."
 GDAL_CACHE_MB = 64  # streaming needs few cached blocks; GDAL's default (5 % of RAM) grows with the raster
 
@@ -184,7 +183,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     cfg = TrainConfig(data=args.data, out=args.out, preset=args.preset, steps=args.steps, batch=args.batch,
                       crop=args.crop, lr=args.lr, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes,
-                      device=args.device, threads=args.threads, base_model=args.init_from)
+                      device=args.device, threads=args.threads, base_model=args.init_from,
+                      loader_workers=args.loader_workers)
     train(cfg, resume=args.resume)
 
 
@@ -245,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train (default auto)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
+    p.add_argument("--loader-workers", type=int, default=1,
+                   help="background processes preparing batches ahead of the network (default 1; 0: none)")
     p.add_argument("--resume", action="store_true", help="continue from --out and its optimiser state if present")
     p.add_argument("--init-from", default=None, metavar="MODEL",
                    help="start from these weights (*.safetensors) with a fresh optimiser and schedule")

@@ -10,11 +10,8 @@ import numpy as np
 
 from .errors import DampInputError
 from .raster import RasterReader, RasterWriter, check_output_path
-from .scaling import measure_scaling, sample_grid
+from .scaling import measure_scaling
 
-PROMPT_TILE = 256
-PROMPT_TILES_PER_AXIS = 4
-MIN_VALID_SHARE = 0.5
 
 
 def fill_invalid(cube: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -30,7 +27,7 @@ def fill_invalid(cube: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ScenePrompt:
-    """The degradation prompt of a raster: metric values averaged over sample tiles."""
+    """The degradation prompt of a raster (the scene's, see `analyse_scene`) and what it was measured on."""
 
     metrics: dict[str, float]
     bands: int
@@ -43,35 +40,15 @@ class ScenePrompt:
                 "tiles": self.tiles}
 
 
-def prompt_tiles(reader: RasterReader, factor: float, good_bands: np.ndarray) -> np.ndarray:
-    """Scaled, gap-filled sample tiles (N, good bands, T, T) on a fixed grid over the raster."""
-    info = reader.info
-    tile = min(PROMPT_TILE, info.width, info.height)
-    tiles = []
-    for x0, y0, w, h in sample_grid(info.width, info.height, window=tile, count=PROMPT_TILES_PER_AXIS):
-        data, valid = reader.read(x0, y0, w, h)
-        data, valid = data[good_bands], valid[good_bands]
-        if valid.all(axis=0).mean() < MIN_VALID_SHARE:
-            continue
-        tiles.append(fill_invalid(data, valid) / factor)
-    if not tiles:
-        raise DampInputError(f"{info.path}: no part of the raster is at least half valid pixels; "
-                             "the degradation prompt needs real data.")
-    return np.stack(tiles)
-
-
 def prompt_raster(path: str | os.PathLike) -> ScenePrompt:
-    """The six DP metrics of a raster file, averaged over up to 16 tiles of 256×256 on a grid."""
-    from .prompt import METRIC_NAMES, compute_prompt
+    """The six DP metrics of a raster file: the scene prompt of `analyse_scene`, the one that
+    routes `damp restore` (the median over a fixed grid of 64-pixel sample windows)."""
+    from .scene_analysis import analyse_scene
 
     with RasterReader(path, min_bands=3) as reader:
-        scaling = measure_scaling(reader)
-        if scaling.good_bands.sum() < 3:
-            raise DampInputError(f"{path} has fewer than 3 bands with valid data; the prompt needs at least 3.")
-        tiles = prompt_tiles(reader, scaling.factor, scaling.good_bands)
+        analysis = analyse_scene(reader)
         info = reader.info
-    values = compute_prompt(tiles).values.double().mean(dim=0).tolist()
-    return ScenePrompt(dict(zip(METRIC_NAMES, values)), info.bands, info.width, info.height, len(tiles))
+    return ScenePrompt(analysis.prompt_dict(), info.bands, info.width, info.height, len(analysis.windows))
 
 
 def read_scaled(path: str | os.PathLike, min_bands: int = 3):

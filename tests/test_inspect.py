@@ -72,7 +72,8 @@ def test_inspect_raster_reports_the_prompt_and_routing(crop_raster, tiny_model):
 
     result = inspect_raster(crop_raster, model=tiny_model, device="cpu")
     assert result.metrics == prompt_raster(crop_raster).metrics  # one scene analysis for all
-    assert result.windows == [(0, 0, 64, 64)] and result.bands == 31
+    assert result.windows == [(0, 0, 64, 64), (16, 0, 64, 64), (0, 32, 64, 64), (16, 32, 64, 64)]
+    assert result.bands == 31
     preset = get_preset("tiny")
     assert len(result.block_names) == len(result.gates) == sum(preset.dec_blocks)
     assert all(len(row) == preset.experts and sum(row) == pytest.approx(1.0) for row in result.gates)
@@ -86,7 +87,7 @@ def test_inspect_raster_reports_the_prompt_and_routing(crop_raster, tiny_model):
 
 def test_inspect_window_is_clipped_and_checked(crop_raster, tiny_model):
     result = inspect_raster(crop_raster, window=(40, 50, 100, 100), model=tiny_model, device="cpu")
-    assert result.windows == [(40, 50, 40, 40)]
+    assert result.windows == [(40, 50, 40, 40), (40, 56, 40, 40)]
     with pytest.raises(DampInputError, match="outside"):
         inspect_raster(crop_raster, window=(200, 0, 10, 10), model=tiny_model, device="cpu")
     with pytest.raises(DampInputError, match="Zoom out"):

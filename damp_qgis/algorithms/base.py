@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import importlib
+import os
 from typing import Any, Callable
 
 from qgis.core import (
@@ -36,6 +37,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from damp_engine import (DEFAULT_HALO, DEFAULT_TILE, MAX_HALO, MAX_TILE, MIN_HALO, MIN_TILE, DampCancelled,
                          DampInputError)
+from damp_engine.errors import one_line
 
 from ..outputs import OutputLayer, derived_name
 from ..paths import icon_path
@@ -55,6 +57,30 @@ TORCH_MISSING = (
     "Install them into QGIS's Python with: pip install torch==2.13.0 safetensors "
     "(Linux: python3 -m pip install --user torch==2.13.0 safetensors; Windows: from the OSGeo4W "
     "Shell), then restart QGIS.")
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
+
+
+def model_problem(path: str) -> str | None:
+    """Why the MODEL file ``path`` cannot be a DAMP model (one sentence), or None if it may be one.
+
+    Checked before the run, without torch: a missing file, a folder, and any file that is not
+    .safetensors (pickled PyTorch files can run code when opened, so they are never loaded).
+    The engine checks the weights and the model card when it loads the model.
+    """
+    name = os.path.basename(path.rstrip("/\\")) or path
+    if os.path.isdir(path):
+        return (f"DAMP model: {path} is a folder; give a DAMP .safetensors model file (with its .json model "
+                "card beside it), or leave the parameter empty for the bundled model.")
+    if not os.path.isfile(path):
+        return (f"DAMP model: No model file at {path}. Give the path of a DAMP .safetensors model, or leave "
+                "the parameter empty for the bundled model.")
+    if not path.lower().endswith(".safetensors"):
+        kind = ("a pickled PyTorch file, which can run code when opened and is never loaded"
+                if path.lower().endswith(PICKLE_SUFFIXES) else "not a .safetensors file")
+        return (f"DAMP model: {name} is {kind}. DAMP loads only safetensors weights with their .json model "
+                "card (what 'damp train' and Fine-tune model write); convert the weights with "
+                "safetensors.torch.save_file, or leave the parameter empty for the bundled model.")
+    return None
 
 
 def text_enum(name: str, description: str, options: list[str], default: str) -> QgsProcessingParameterEnum:
@@ -187,13 +213,36 @@ class DampAlgorithm(QgsProcessingAlgorithm):
                                                   value=parameters.get(name))
 
     def checkParameterValues(self, parameters: dict, context: QgsProcessingContext) -> tuple[bool, str]:  # noqa: N802
-        """QGIS's own check, but a raster parameter given a vector or unreadable file says so plainly."""
+        """QGIS's own check, but a raster parameter given a vector or unreadable file, and a MODEL that
+        cannot be a DAMP model (e.g. a pickled .pt file), say so plainly instead of "Incorrect
+        parameter value"."""
+        model = parameters.get(self.MODEL) if self.parameterDefinition(self.MODEL) is not None else None
+        if model not in (None, ""):
+            problem = model_problem(self.parameterAsFile(parameters, self.MODEL, context) or str(model))
+            if problem:
+                return False, self.tr(problem)
         for definition in self.parameterDefinitions():
             name = definition.name()
             if (definition.type() == "raster" and parameters.get(name) not in (None, "")
                     and self.parameterAsRasterLayer(parameters, name, context) is None):
                 return False, self.not_a_raster(parameters, name)
+            if definition.type() == "number" and parameters.get(name) not in (None, ""):
+                problem = self.number_problem(definition, parameters.get(name))
+                if problem:
+                    return False, problem
         return super().checkParameterValues(parameters, context)
+
+    def number_problem(self, definition, value) -> str | None:
+        """Why ``value`` does not fit the number parameter ``definition`` (one sentence), or None."""
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return self.tr("{label}: {value!r} is not a number.").format(label=definition.description(), value=value)
+        low, high = definition.minimum(), definition.maximum()
+        if not low <= number <= high:
+            return self.tr("{label}: {value:g} is outside the accepted range, {low:g} to {high:g}.").format(
+                label=definition.description(), value=number, low=low, high=high)
+        return None
 
     def input_raster(self, parameters: dict, name: str, context: QgsProcessingContext, min_bands: int = 3) -> str:
         """The file path of a raster-layer parameter, checked by :meth:`check_raster`."""
@@ -283,6 +332,12 @@ class DampAlgorithm(QgsProcessingAlgorithm):
     # --- running --------------------------------------------------------------------------
     def processAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802 (QGIS API)
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        """Run :meth:`process`; every failure a user can fix becomes one QgsProcessingException sentence.
+
+        Engine errors (bad input, damaged files, unwritable folders) carry their own sentence; a
+        cancel, an exhausted memory and an operating-system error are worded here. The engine has
+        already removed every temporary file, and no output was moved into place.
+        """
         require_torch()
         try:
             return self.process(parameters, context, feedback)
@@ -290,6 +345,14 @@ class DampAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(str(exc)) from None
         except DampCancelled:
             raise QgsProcessingException(self.tr("Cancelled: no output was written.")) from None
+        except MemoryError:
+            raise QgsProcessingException(self.tr(
+                "Not enough memory for this run: choose a smaller tile size, or crop the raster first. No "
+                "output was written.")) from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise QgsProcessingException(self.tr("{where}{problem}; no output was written.").format(
+                where=where, problem=one_line(exc.strerror or exc))) from None
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:

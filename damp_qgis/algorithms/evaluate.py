@@ -17,7 +17,7 @@ from qgis.core import (
 from .base import DampAlgorithm
 
 SCORES = {
-    "PSNR": ("Peak signal-to-noise ratio (dB)", "Per band with data range 1, averaged over bands; higher is better."),
+    "PSNR": ("Peak signal-to-noise ratio (dB)", "Per band, averaged over bands, capped at 100 dB; higher is better."),
     "SSIM": ("Structural similarity", "Per band (7×7 window), averaged over bands; 1 is identical."),
     "SAM": ("Spectral angle mapper (degrees)", "Mean angle between reference and test spectra; lower is better."),
     "ERGAS": ("ERGAS", "Relative dimensionless global error; lower is better."),
@@ -41,9 +41,10 @@ class EvaluateAlgorithm(DampAlgorithm):
              "there the untouched rest cannot flatter the degraded raster, and the restored one is "
              "judged where it had work to do. Degradations that change every value (noise, blur) have "
              "no second row: the whole raster is their degraded part.",
-             "Both rasters are scaled to about [0, 1] by the reference's robust scale factor and the "
-             "test is clipped to [0, 1]; pixels invalid in either raster and bands without data in the "
-             "reference are left out.")
+             "The whole raster is scored as the field does: the peak of PSNR is the reference's maximum "
+             "over the scored pixels, both rasters are divided by it and neither is clipped, so a raster "
+             "scored against itself gets 100 dB (the cap), SSIM 1, SAM 0 and ERGAS 0; the log states the "
+             "peak. Pixels invalid in either raster and bands without data in the reference are left out.")
 
     def name(self) -> str:
         return "evaluate"
@@ -81,6 +82,9 @@ class EvaluateAlgorithm(DampAlgorithm):
         rows = [{"reference": reference, "raster": test, "part": WHOLE, "kind": record["kind"] if record else "",
                  "bands": open_raster(test).bands, "share": 1.0, **{k.lower(): v for k, v in scores.items()}}]
         self.report(feedback, WHOLE, scores)
+        from damp_engine.quality import raster_convention
+
+        feedback.pushInfo(raster_convention(values["peak"]))
         part = evaluate_degraded_part(reference, test, record) if record else None
         part_scores = dict.fromkeys(SCORES)
         if part is not None:
