@@ -17,6 +17,7 @@ import torch.nn.functional as F
 FACTORS = (8, 4, 2)      # block sizes tried, largest first (a 4-block is also a 2-block)
 INSIDE_EQUAL = 0.98      # share of equal neighbours inside blocks for a detection
 ACROSS_EQUAL = 0.5       # share of equal neighbours across block edges must stay below this
+BANDS_CHECKED = 16
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,14 @@ def _phase(shares: np.ndarray) -> int | None:
 
 
 def detect_blocks(windows: list[tuple[np.ndarray, np.ndarray, int, int]]) -> Blocks | None:
-    """Replicated blocks in sample windows [(cube (C, h, w), valid (C, h, w), x0, y0)], or None."""
+    """Replicated blocks in sample windows [(cube (C, h, w), valid (C, h, w), x0, y0)], or None.
+
+    Replication repeats every band alike, so up to ``BANDS_CHECKED`` bands spread over the
+    spectrum are enough to see it.
+    """
+    if windows and windows[0][0].shape[0] > BANDS_CHECKED:
+        pick = np.linspace(0, windows[0][0].shape[0] - 1, BANDS_CHECKED).astype(int)
+        windows = [(c[pick], v[pick], x0, y0) for c, v, x0, y0 in windows]
     for factor in FACTORS:
         usable = [w for w in windows if min(w[0].shape[1:]) >= 2 * factor]
         if not usable:

@@ -22,7 +22,7 @@ from .validity import validity_mask
 
 SAMPLE_WINDOW = 64        # side of the sample windows (the training crops' size)
 SAMPLE_WINDOWS = 8        # at most this many per axis
-MAX_BASIS_PIXELS = 40000  # spectra the basis is fitted on (a fixed stride over the windows)
+MAX_BASIS_PIXELS = 16384  # spectra the basis is fitted on (a fixed stride over the windows)
 MIN_VALID_SHARE = 0.25    # a window with fewer valid pixels is not sampled
 NOISE_FREE_SIGMA = 2 / 255  # median band noise below which a scene counts as noise-free
 
@@ -52,21 +52,24 @@ def prompt_input(x: np.ndarray, valid: np.ndarray, void: np.ndarray) -> np.ndarr
 
 
 def scene_basis(windows: np.ndarray, valid: np.ndarray, positions: np.ndarray | None = None) -> SpectralBasis:
-    """The basis (with its shrinkage thresholds) of scaled sample windows (N, C, h, w) and validity."""
+    """The basis (with its shrinkage thresholds) of scaled sample windows (N, C, h, w) and validity.
+
+    The basis is fitted on up to ``MAX_BASIS_PIXELS`` spectra taken at a fixed stride over the
+    windows' pixels with any valid band; the thresholds are measured on the windows' eigen-images.
+    """
     n, c, h, w = windows.shape
-    spectra = windows.transpose(1, 0, 2, 3).reshape(c, -1)
-    ok = valid.transpose(1, 0, 2, 3).reshape(c, -1)
-    pixels = ok.any(axis=0)
-    index = np.flatnonzero(pixels)
+    flat, flat_valid = windows.reshape(n, c, h * w), valid.reshape(n, c, h * w)
+    index = np.flatnonzero(flat_valid.any(axis=1).ravel())
     if index.size > MAX_BASIS_PIXELS:
         index = index[np.linspace(0, index.size - 1, MAX_BASIS_PIXELS).astype(int)]
     if index.size < 2 * c and index.size < 64:
         raise DampInputError("Too few valid pixels to analyse the scene's spectra (fewer than 64).")
+    window, pixel = np.divmod(index, h * w)
     try:
-        basis = fit_basis(spectra[:, index], ok[:, index], positions)
+        basis = fit_basis(flat[window, :, pixel].T, flat_valid[window, :, pixel].T, positions)
     except ValueError as exc:
         raise DampInputError(f"The scene's spectra cannot be analysed: {exc}.") from exc
-    x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float64))
+    x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
     v = torch.from_numpy(valid)
     z = project(basis, x, v)
     known = (v & torch.from_numpy(basis.weights > 0)[:, None, None]).any(dim=1, keepdim=True)
