@@ -102,3 +102,18 @@ def pytest_collection_modifyitems(config, items):
         module = getattr(item, "module", None)
         if (module is not None and _module_needs_qgis(module)) or _requests_qgis_app(item):
             item.add_marker(pytest.mark.qgis)
+
+
+@pytest.fixture(scope="module")
+def processing(qgis_app):
+    """processing.run with the DAMP provider registered the way QGIS does it (classFactory + initProcessing)."""
+    import processing as qgis_processing  # pytest-qgis puts QGIS's python/plugins on sys.path
+    from processing.core.Processing import Processing
+
+    import damp_qgis
+
+    Processing.initialize()
+    plugin = damp_qgis.classFactory(None)
+    plugin.initProcessing()
+    yield qgis_processing
+    plugin.unload()

@@ -192,19 +192,6 @@ def test_unwritable_output_folder_is_refused_before_any_work_naming_the_output()
 
 # --- the Processing algorithms ---------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def processing(qgis_app):
-    import processing as qgis_processing
-    from processing.core.Processing import Processing
-
-    import damp_qgis
-
-    Processing.initialize()
-    plugin = damp_qgis.classFactory(None)
-    plugin.initProcessing()
-    yield qgis_processing
-    plugin.unload()
-
 
 def restore_parameters(f: Path, **extra) -> tuple[str, dict]:
     return "damp:restore", {"INPUT": str(scene(f)), "OUTPUT": str(f / "restored.tif"), "TILE": 32,

@@ -92,20 +92,6 @@ def test_a_second_run_keeps_the_restored_rasters(first_run, env, scenes, model, 
 
 # --- in-process, on one worker process shared by the tests ------------------------------------
 
-@pytest.fixture(scope="module")
-def processing(qgis_app):
-    """processing.run with the DAMP provider registered the way QGIS does it."""
-    import processing as qgis_processing
-    from processing.core.Processing import Processing
-
-    import damp_qgis
-
-    Processing.initialize()
-    plugin = damp_qgis.classFactory(None)
-    plugin.initProcessing()
-    yield qgis_processing
-    plugin.unload()
-
 
 @pytest.fixture(scope="module")
 def scheduler():

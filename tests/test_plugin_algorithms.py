@@ -41,19 +41,6 @@ GEOTRANSFORM = (500000.0, 30.0, 0.0, 5800000.0, 0.0, -30.0)
 
 
 @pytest.fixture(scope="module")
-def processing(qgis_app):
-    """processing.run with the DAMP provider registered the way QGIS does it (classFactory + initProcessing)."""
-    import processing as qgis_processing  # pytest-qgis puts QGIS's python/plugins on sys.path
-    from processing.core.Processing import Processing
-
-    Processing.initialize()
-    plugin = damp_qgis.classFactory(None)
-    plugin.initProcessing()
-    yield qgis_processing
-    plugin.unload()
-
-
-@pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("plugin")
 

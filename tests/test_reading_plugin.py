@@ -14,7 +14,6 @@ from qgis.core import QgsApplication, QgsMapLayer, QgsRasterLayer
 from qgis.gui import QgsMapCanvas
 from qgis.PyQt.QtCore import QEventLoop, QObject, QThread, pyqtSignal
 
-import damp_qgis
 from conftest import DATA, write_raster
 from damp_engine.checkpoint import save_checkpoint
 from damp_engine.cli import main
@@ -74,18 +73,6 @@ def model(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "reading_dock.safetensors"
     return save_checkpoint(DAMP(get_preset("tiny")), path, {"name": "reading-test"})
-
-
-@pytest.fixture(scope="module")
-def processing(qgis_app):
-    import processing as qgis_processing
-    from processing.core.Processing import Processing
-
-    Processing.initialize()
-    plugin = damp_qgis.classFactory(None)
-    plugin.initProcessing()
-    yield qgis_processing
-    plugin.unload()
 
 
 def cli_reading(capsys, path: Path) -> dict:
