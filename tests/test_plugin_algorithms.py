@@ -441,6 +441,7 @@ def test_finetune_writes_a_model_that_restore_accepts(processing, model, tmp_pat
     assert Path(tuned["OUTPUT"]).with_suffix(".json").is_file()
     log = "\n".join(feedback.lines)
     assert str(tmp_path / "tuned.safetensors") in log and ".finetune" not in log  # the final file, not the staging one
+    assert "step 1 of 2: loss" in log and "with the fine-tuned one" in log  # loss and held-out check
     out = processing.run("damp:restore", {"INPUT": str(scene), "MODEL": tuned["OUTPUT"], "DEVICE": "cpu",
                                           "OUTPUT": str(tmp_path / "with_tuned.tif")})["OUTPUT"]
     assert Path(out).is_file()

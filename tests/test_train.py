@@ -66,11 +66,20 @@ def test_training_loss_is_logged_and_plausible(tmp_path, data):
 
 
 def test_finetune_writes_a_model_that_loads(tmp_path, data):
-    base = save_checkpoint(DAMP(get_preset("tiny")), tmp_path / "base.safetensors", {})
+    base = save_checkpoint(DAMP(get_preset("tiny")), tmp_path / "base.safetensors",
+                           {"evaluation": {"tasks": ["of the base model"]}})
+    lines = []
     out = finetune([str(data / "synthetic.tif")], str(tmp_path / "mine.safetensors"), base=str(base),
-                   steps=2, batch=2, crop=32, log=lambda _: None)
+                   steps=2, batch=2, crop=32, log=lines.append)
     loaded = load_model(out, device="cpu")
-    assert loaded.card["fine_tuned_from"] == str(base)
+    card = loaded.card
+    assert card["fine_tuned_from"] == str(base)
+    assert "evaluation" not in card and card["name"] == "mine"
+    assert card["training"]["out"] == str(tmp_path / "mine.safetensors")  # not the staging folder
+    check = card["fine_tune_check"]
+    assert check["raster"] == "synthetic.tif" and 10 < check["psnr_base"] < 100 and 10 < check["psnr_fine_tuned"] < 100
+    assert any(line.startswith("step 1 of 2: loss") for line in lines)
+    assert any("with the base model" in line and "with the fine-tuned one" in line for line in lines)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["base.json", "base.safetensors", "data",
                                                           "mine.json", "mine.safetensors"]
 

@@ -62,7 +62,7 @@ class FinetuneAlgorithm(DampAlgorithm):
                           f"raster(s) for {steps} steps…")
         feedback.setProgressText(self.tr("Reading the rasters and the base model…"))
         model = finetune(rasters, output, base=base, steps=steps, device=self.device(parameters, context),
-                         log=self.details_log(context, feedback),  # its lines name a hidden staging folder
+                         log=feedback.pushInfo,  # the loss every tenth of the run, the held-out check
                          **self.callbacks(feedback))
         feedback.pushInfo(f"Fine-tuned model written to {model} (model card: {Path(model).with_suffix('.json')}).")
         return {self.OUTPUT: str(model)}
