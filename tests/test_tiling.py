@@ -18,7 +18,8 @@ from damp_engine.model import DAMP, get_preset
 from damp_engine.prompt import METRIC_NAMES
 from damp_engine.raster import RasterReader
 from damp_engine.tilegrid import TileGrid
-from damp_engine.tiling import (OutputFormat, prompt_map_raster, restore_raster, routing_raster,
+from damp_engine.tile_outputs import OutputFormat
+from damp_engine.tiling import (prompt_map_raster, restore_raster, routing_raster,
                                 upscale_raster)
 
 WAVELENGTHS = list(np.linspace(420.0, 980.0, 31).round(2))
