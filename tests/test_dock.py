@@ -13,7 +13,7 @@ import pytest
 import torch
 from qgis.core import QgsApplication, QgsMapLayer, QgsRasterLayer, QgsRectangle, QgsTask, QgsVectorLayer
 from qgis.gui import QgsMapCanvas
-from qgis.PyQt.QtCore import QEventLoop, QObject, QPoint, QThread, pyqtSignal
+from qgis.PyQt.QtCore import QPoint
 
 import damp_engine.inspect
 from damp_engine.checkpoint import save_checkpoint
@@ -27,41 +27,12 @@ from damp_qgis.dock import DampDock
 from damp_qgis.dock.header import EXTENT
 
 from conftest import DATA, write_raster
+from dock_support import FakeIface, wait_for
 
 DOCK_WIDTH = 311  # what QGIS gives a dock on the right by default
 SIDE = 96      # pixels of the test crops
 PIXEL = 30.0   # metres per pixel of their geotransform
 ORIGIN = (500000.0, 5800000.0)
-
-
-class FakeIface(QObject):
-    """The part of QgisInterface the dock uses: the active layer, its change signal and the canvas."""
-
-    currentLayerChanged = pyqtSignal("QgsMapLayer*")  # as QgisInterface declares it
-
-    def __init__(self, canvas: QgsMapCanvas) -> None:
-        super().__init__()
-        self.canvas = canvas
-        self.layer: QgsMapLayer | None = None
-
-    def mapCanvas(self) -> QgsMapCanvas:  # noqa: N802 (QGIS API)
-        return self.canvas
-
-    def activeLayer(self) -> QgsMapLayer | None:  # noqa: N802 (QGIS API)
-        return self.layer
-
-    def setActiveLayer(self, layer: QgsMapLayer | None) -> None:  # noqa: N802 (QGIS API)
-        self.layer = layer
-        self.currentLayerChanged.emit(layer)
-
-
-def wait_for(condition, timeout: float = 60.0) -> None:
-    """Process events until ``condition()`` holds; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the dock did not get there in time"
-        QgsApplication.processEvents(QEventLoop.AllEvents, 20)
-        QThread.msleep(5)
 
 
 def idle(dock: DampDock) -> bool:

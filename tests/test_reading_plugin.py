@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from qgis.core import QgsApplication, QgsMapLayer, QgsRasterLayer
+from qgis.core import QgsRasterLayer
 from qgis.gui import QgsMapCanvas
-from qgis.PyQt.QtCore import QEventLoop, QObject, QThread, pyqtSignal
 
 from conftest import DATA, write_raster
+from dock_support import FakeIface, wait_for
 from damp_engine.checkpoint import save_checkpoint
 from damp_engine.cli import main
 from damp_engine.degrade import degrade
@@ -23,34 +22,6 @@ from damp_engine.raster import RasterReader
 from damp_engine.reading import FAMILIES, read_raster
 
 SIDE = 96
-
-
-class FakeIface(QObject):
-    """The part of QgisInterface the dock uses."""
-
-    currentLayerChanged = pyqtSignal("QgsMapLayer*")
-
-    def __init__(self, canvas: QgsMapCanvas) -> None:
-        super().__init__()
-        self.canvas, self.layer = canvas, None
-
-    def mapCanvas(self) -> QgsMapCanvas:  # noqa: N802 (QGIS API)
-        return self.canvas
-
-    def activeLayer(self) -> QgsMapLayer | None:  # noqa: N802 (QGIS API)
-        return self.layer
-
-    def setActiveLayer(self, layer: QgsMapLayer | None) -> None:  # noqa: N802 (QGIS API)
-        self.layer = layer
-        self.currentLayerChanged.emit(layer)
-
-
-def wait_for(condition, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the dock did not report in time"
-        QgsApplication.processEvents(QEventLoop.AllEvents, 20)
-        QThread.msleep(5)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +63,7 @@ def dock_reading(qgis_app, model: Path, path: Path):
     dock = DampDock(iface, model=str(model))
     dock.show()
     iface.setActiveLayer(layer)
-    wait_for(lambda: not dock.is_busy() and dock.inspection is not None)
+    wait_for(lambda: not dock.is_busy() and dock.inspection is not None, timeout=120.0)
     return dock
 
 
