@@ -13,7 +13,8 @@ The share g is set by the scene's measured noise (`SceneAnalysis.complement_shar
 noisy scene (the out-of-subspace part is almost all noise: the clean projection error of real
 scenes is 47–61 dB), 1 for a noise-free one (it holds real detail). DESIGN §4a.5 lets the prompt
 gate it; a learned gate needed hundreds of CPU steps to approach 0 and still cost 0.4 dB at
-σ = 30 after 400 steps (samson, measured), while the noise estimate separates clean from noisy
+σ = 30 after 400 steps (SAMSON; a one-off comparison during this design, not a script in the
+repository), while the noise estimate separates clean from noisy
 scenes by an order of magnitude.
 
 One network pass of 2K + 1 channels per pixel whatever the band count. This one function
