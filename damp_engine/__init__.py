@@ -28,6 +28,9 @@ _API = {
     "prompt_raster": "damp_engine.scene",
     "degrade_raster": "damp_engine.scene",
     "evaluate_rasters": "damp_engine.scene",
+    "evaluate_degraded_part": "damp_engine.degradation_scores",
+    "read_record": "damp_engine.degradation_scores",
+    "read_raster": "damp_engine.reading",
     "inspect_raster": "damp_engine.inspect",
     "restore_batch": "damp_engine.batch",
     "finetune": "damp_engine.train",
@@ -38,6 +41,7 @@ _API = {
     "compute_prompt": "damp_engine.prompt",
     "degrade_cube": "damp_engine.degrade:degrade",
     "evaluate": "damp_engine.quality",
+    "raster_convention": "damp_engine.quality",
     # the users' text inputs, parsed one way for the CLI and the plugin
     "parse_bands": "damp_engine.params",
     "parse_parameters": "damp_engine.params",
@@ -47,6 +51,8 @@ _API = {
     "METRIC_MEANINGS": "damp_engine.names",
     "KINDS": "damp_engine.names",
     "PARAMETERS": "damp_engine.names",
+    "FAMILIES": "damp_engine.names",
+    "FAMILY_TITLES": "damp_engine.names",
 }
 
 __all__ = ["DampInputError", "DampCancelled", "one_line", "__version__", "DEFAULT_TILE", "DEFAULT_HALO", "DEFAULT_BATCH",

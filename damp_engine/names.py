@@ -1,4 +1,5 @@
-"""The names the engine shows to users: degradation-prompt metrics and degradation kinds.
+"""The names the engine shows to users: degradation-prompt metrics, degradation kinds and the
+families the reading of a degradation tells apart.
 
 Kept free of torch so that QGIS can list algorithms and build dialogs without loading it.
 """
@@ -50,4 +51,14 @@ PARAMETERS: dict[str, dict[str, object]] = {
     "deadlines": {"band_fraction": 1 / 3},
     "impulse": {"band_fraction": 1 / 3, "fraction": 0.1},
     "complex": {"sigmas": [10.0, 30.0, 50.0, 70.0], "extra": "random", "band_fraction": 1 / 3},
+}
+
+# The families of degradation that the reading tells apart (``damp_engine.reading``); "clean" is
+# the absence of all the others.
+FAMILIES: tuple[str, ...] = ("clean", "gaussian_noise", "signal_dependent_noise", "blur", "coarse_resolution",
+                             "missing_pixels", "lost_bands", "stripes", "dead_lines", "impulse_noise")
+FAMILY_TITLES: dict[str, str] = {
+    "clean": "clean", "gaussian_noise": "Gaussian noise", "signal_dependent_noise": "signal-dependent noise",
+    "blur": "blur", "coarse_resolution": "coarse resolution", "missing_pixels": "missing pixels",
+    "lost_bands": "lost bands", "stripes": "stripes", "dead_lines": "dead lines", "impulse_noise": "impulse noise",
 }

@@ -68,7 +68,7 @@ import numpy as np
 
 from . import severity
 from .errors import DampCancelled, DampInputError
-from .names import METRIC_NAMES, METRIC_TITLES
+from .names import FAMILIES, FAMILY_TITLES, METRIC_NAMES, METRIC_TITLES
 
 DEFAULT_READING_MODEL = Path(__file__).resolve().parent.parent / "resources" / "models" / "reading.json"
 SEVERITY_WINDOWS = 16     # windows the severity estimators run on (a regular subset of the grid)
@@ -76,13 +76,6 @@ MIN_VALID_SHARE = 0.25    # a window with fewer pixels holding data is not sampl
 PRESENT = 0.5             # a family with at least this probability is read as present
 FORMAT = "damp-reading"
 
-FAMILIES: tuple[str, ...] = ("clean", "gaussian_noise", "signal_dependent_noise", "blur", "coarse_resolution",
-                             "missing_pixels", "lost_bands", "stripes", "dead_lines", "impulse_noise")
-FAMILY_TITLES: dict[str, str] = {
-    "clean": "clean", "gaussian_noise": "Gaussian noise", "signal_dependent_noise": "signal-dependent noise",
-    "blur": "blur", "coarse_resolution": "coarse resolution", "missing_pixels": "missing pixels",
-    "lost_bands": "lost bands", "stripes": "stripes", "dead_lines": "dead lines", "impulse_noise": "impulse noise",
-}
 EXTRA_FEATURES: tuple[str, ...] = ("noise", "noise_spread", "noise_exponent", "blur", "replication",
                                    "missing", "lost", "dead", "stripes", "impulse")
 FEATURES: tuple[str, ...] = tuple(f"prompt_{name}" for name in METRIC_NAMES) + EXTRA_FEATURES

@@ -3,11 +3,13 @@ parameters, tiling defaults written once, used alike by the `damp` command and t
 `damp_engine`'s public names resolve lazily and never shadow a submodule."""
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -121,8 +123,9 @@ def test_no_public_name_shadows_a_submodule():
     assert damp_engine.degrade_cube is degrade.degrade
 
 
-def test_importing_the_api_and_its_parsers_loads_no_torch():
+def test_importing_the_api_its_parsers_and_names_loads_no_torch():
     code = ("import sys, damp_engine; damp_engine.parse_bands('1-2'); damp_engine.parse_parameters('a=1'); "
+            "damp_engine.FAMILY_TITLES; damp_engine.METRIC_TITLES; damp_engine.KINDS; damp_engine.one_line; "
             "print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False", done.stderr
@@ -143,15 +146,33 @@ def test_plugin_parses_and_defaults_as_the_engine(qgis_app):
         assert algorithm.parameterDefinition("HALO").defaultValue() == limits.DEFAULT_HALO
 
 
-STILL_DEEPER = {  # plugin modules that still import engine submodules (to move to the public API)
-    "algorithms/base.py", "algorithms/evaluate.py", "algorithms/prompt.py", "dock/reading.py"}
+PLUGIN = Path(__file__).resolve().parents[1] / "damp_qgis"
+SUBMODULES = {m.name for m in pkgutil.iter_modules(damp_engine.__path__)}
+
+
+def engine_submodule_imports(source: str) -> list[str]:
+    """The ``damp_engine`` submodules a Python source imports, in any form: ``import damp_engine.x``,
+    ``from damp_engine.x import y``, ``from damp_engine import x`` (x a submodule)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.startswith("damp_engine.")]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.startswith("damp_engine."):
+                found.append(node.module)
+            elif node.module == "damp_engine":
+                found += [f"damp_engine.{a.name}" for a in node.names if a.name in SUBMODULES]
+    return found
+
+
+def test_the_import_scan_sees_every_form():
+    source = ("import damp_engine\nimport damp_engine.raster\nfrom damp_engine.reading import read_raster\n"
+              "from damp_engine import degrade, open_raster\ndef f():\n    from damp_engine.tiling import x\n")
+    assert sorted(engine_submodule_imports(source)) == ["damp_engine.degrade", "damp_engine.raster",
+                                                         "damp_engine.reading", "damp_engine.tiling"]
 
 
 def test_the_plugin_calls_the_engine_through_its_public_api():
-    import re
-    from pathlib import Path
-
-    plugin = Path(__file__).resolve().parents[1] / "damp_qgis"
-    deeper = {str(f.relative_to(plugin)) for f in plugin.rglob("*.py")
-              if re.search(r"^\s*(from|import) damp_engine\.", f.read_text(encoding="utf-8"), re.M)}
-    assert deeper <= STILL_DEEPER, sorted(deeper - STILL_DEEPER)
+    deeper = {f"{path.relative_to(PLUGIN)}: {module}" for path in sorted(PLUGIN.rglob("*.py"))
+              for module in engine_submodule_imports(path.read_text(encoding="utf-8"))}
+    assert not deeper, sorted(deeper)

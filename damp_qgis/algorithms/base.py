@@ -36,8 +36,7 @@ from qgis.PyQt.QtCore import QCoreApplication, QVariant
 from qgis.PyQt.QtGui import QIcon
 
 from damp_engine import (DEFAULT_HALO, DEFAULT_TILE, MAX_HALO, MAX_TILE, MIN_HALO, MIN_TILE, DampCancelled,
-                         DampInputError)
-from damp_engine.errors import one_line
+                         DampInputError, one_line)
 
 from ..outputs import OutputLayer, derived_name
 from ..paths import icon_path
@@ -263,7 +262,7 @@ class DampAlgorithm(QgsProcessingAlgorithm):
                 "{label}: {layer} is a '{provider}' layer; DAMP reads raster files through GDAL. Save "
                 "the layer as a GeoTIFF first.").format(label=label, layer=layer.name(),
                                                          provider=layer.providerType()))
-        from damp_engine.raster import open_raster
+        from damp_engine import open_raster
 
         open_raster(layer.source(), min_bands=min_bands)
         return layer.source()

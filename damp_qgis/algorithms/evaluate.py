@@ -70,9 +70,7 @@ class EvaluateAlgorithm(DampAlgorithm):
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        from damp_engine.degradation_scores import evaluate_degraded_part, read_record
-        from damp_engine.raster import open_raster
-        from damp_engine.scene import evaluate_rasters
+        from damp_engine import evaluate_degraded_part, evaluate_rasters, open_raster, raster_convention, read_record
 
         reference = self.input_raster(parameters, self.REFERENCE, context)
         test = self.input_raster(parameters, self.INPUT, context)
@@ -82,8 +80,6 @@ class EvaluateAlgorithm(DampAlgorithm):
         rows = [{"reference": reference, "raster": test, "part": WHOLE, "kind": record["kind"] if record else "",
                  "bands": open_raster(test).bands, "share": 1.0, **{k.lower(): v for k, v in scores.items()}}]
         self.report(feedback, WHOLE, scores)
-        from damp_engine.quality import raster_convention
-
         feedback.pushInfo(raster_convention(values["peak"]))
         part = evaluate_degraded_part(reference, test, record) if record else None
         part_scores = dict.fromkeys(SCORES)

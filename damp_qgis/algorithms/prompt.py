@@ -1,5 +1,5 @@
 """damp:prompt — the degradation prompt (six physical metrics) of a raster, and its reading: which
-degradations it shows, how likely, and how strong (``damp_engine.reading.read_raster``)."""
+degradations it shows, how likely, and how strong (``damp_engine.read_raster``)."""
 from __future__ import annotations
 
 import json
@@ -49,7 +49,7 @@ class PromptAlgorithm(DampAlgorithm):
         return self.tr("Degradation prompt")
 
     def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802 (QGIS API)
-        from damp_engine.names import METRIC_MEANINGS, METRIC_NAMES, METRIC_TITLES
+        from damp_engine import METRIC_MEANINGS, METRIC_NAMES, METRIC_TITLES
 
         self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Hyperspectral raster")),
                  "The raster to describe (GeoTIFF, ENVI or VRT; at least 3 bands).")
@@ -84,9 +84,7 @@ class PromptAlgorithm(DampAlgorithm):
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        from damp_engine.names import METRIC_MEANINGS
-        from damp_engine.reading import read_raster
-        from damp_engine.scene import prompt_raster
+        from damp_engine import METRIC_MEANINGS, prompt_map_raster, prompt_raster, read_raster
 
         source = self.input_raster(parameters, self.INPUT, context)
         prompt = prompt_raster(source)
@@ -98,8 +96,6 @@ class PromptAlgorithm(DampAlgorithm):
             feedback.pushInfo(f"  · {line}")
         prompt_map = self.output_path(parameters, self.PROMPT_MAP, context)
         if prompt_map:
-            from damp_engine.tiling import prompt_map_raster
-
             prompt_map_raster(source, prompt_map, tile=self.parameterAsInt(parameters, self.TILE, context),
                               **self.callbacks(feedback))
         table = self.write_table(parameters, self.OUTPUT, context,

@@ -1,6 +1,6 @@
 """The reading of the degradation: one sentence, the family probabilities, and the evidence.
 
-What it shows is ``damp_engine.reading.read_raster``'s ``Reading`` for the inspected layer (or
+What it shows is ``damp_engine.read_raster``'s ``Reading`` for the inspected layer (or
 window): the same reading ``damp prompt`` prints and the *Degradation prompt* algorithm outputs.
 """
 from __future__ import annotations
@@ -30,8 +30,8 @@ class ReadingLabel(QLabel):
         self.evidence: list[str] = []
 
     def set_reading(self, reading) -> None:
-        """Show a ``damp_engine.reading.Reading``."""
-        from damp_engine.reading import FAMILY_TITLES
+        """Show the ``Reading`` of ``damp_engine.read_raster``."""
+        from damp_engine import FAMILY_TITLES
 
         likely = sorted(((FAMILY_TITLES[f], p) for f, p in reading.families.items() if p >= SHOWN_PROBABILITY),
                         key=lambda item: -item[1])
