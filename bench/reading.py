@@ -44,8 +44,10 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from damp_engine.degrade import degrade, gaussian_kernel  # noqa: E402
+from damp_engine.names import FAMILIES  # noqa: E402
 from damp_engine.raster import RASTER_SUFFIXES, RasterReader  # noqa: E402
-from damp_engine.reading import FAMILIES, PRESENT, load_reading_model, read_cube  # noqa: E402
+from damp_engine.reading import PRESENT, read_cube  # noqa: E402
+from damp_engine.reading_model import load_reading_model  # noqa: E402
 from damp_engine.scaling import measure_scaling, sample_grid  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hsi"

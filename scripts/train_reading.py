@@ -39,10 +39,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from damp_engine import reading, severity  # noqa: E402
 from damp_engine.degrade import blur, degrade  # noqa: E402
+from damp_engine.names import FAMILIES, METRIC_NAMES  # noqa: E402
 from damp_engine.raster import RASTER_SUFFIXES, RasterReader  # noqa: E402
+from damp_engine.reading_model import FEATURES, ReadingModel, features  # noqa: E402
 from damp_engine.scaling import measure_scaling  # noqa: E402
+from damp_engine.severity_blur import blur_sigma  # noqa: E402
+from damp_engine.severity_gaps import CONSTANT  # noqa: E402
+from damp_engine.survey import survey_cube  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "hsi"
 FOLDERS = ("train", "train_rs")
@@ -160,7 +164,7 @@ def load_scene(path: Path) -> np.ndarray:
         cube, valid = reader.read_all()
     cube = (cube / np.float32(scaling.factor))[scaling.good_bands]
     valid = valid[scaling.good_bands]
-    keep = np.array([np.ptp(b[v]) > severity.CONSTANT if v.any() else False for b, v in zip(cube, valid)])
+    keep = np.array([np.ptp(b[v]) > CONSTANT if v.any() else False for b, v in zip(cube, valid)])
     cube = np.where(valid, cube, 0.0)[keep]
     return cube.astype(np.float32)
 
@@ -180,10 +184,10 @@ def samples(path: Path, index: int, per_scene: int, seed: int) -> list[dict]:
         degraded, labels, params = _apply(kind, crop, rng)
         oy, ox = (int(v) for v in rng.integers(0, MARGIN, size=2))
         degraded = degraded[:, oy:oy + side, ox:ox + side]
-        survey, factor = reading.survey_cube(degraded)
+        survey, factor = survey_cube(degraded)
         out.append({"scene": path.name, "kind": kind, "labels": sorted(labels), "params": params,
-                    "features": reading.features(survey), "metrics": survey.metrics,
-                    "blur_raw": float(np.mean(severity.blur_sigma(survey.rho))),
+                    "features": features(survey), "metrics": survey.metrics,
+                    "blur_raw": float(np.mean(blur_sigma(survey.rho))),
                     "noise_sigma": float(np.nanmedian(survey.sigma)) * factor if np.isfinite(survey.sigma).any()
                     else float("nan")})
     return out
@@ -257,11 +261,11 @@ def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> 
                      for b in range(bins) if (edges == b).any()))
 
 
-def train(rows: list[dict], seed: int) -> tuple[reading.ReadingModel, dict]:
-    families = reading.FAMILIES[1:]  # clean is derived: Π (1 − p) over these
-    values = np.array([[r["features"][f] for f in reading.FEATURES] for r in rows], float)
+def train(rows: list[dict], seed: int) -> tuple[ReadingModel, dict]:
+    families = FAMILIES[1:]  # clean is derived: Π (1 − p) over these
+    values = np.array([[r["features"][f] for f in FEATURES] for r in rows], float)
     y = np.array([[f in r["labels"] for f in families] for r in rows], float)
-    truth = np.array([[f in r["labels"] for f in reading.FAMILIES] for r in rows], float)
+    truth = np.array([[f in r["labels"] for f in FAMILIES] for r in rows], float)
     z, mean, scale = standardise(values)
     fold = folds_of([r["scene"] for r in rows], FOLDS)
 
@@ -295,9 +299,9 @@ def train(rows: list[dict], seed: int) -> tuple[reading.ReadingModel, dict]:
     top = calibrated.argmax(axis=1)
     top_ok = truth[np.arange(len(truth)), top] > 0
     clean = np.array([r["kind"] == "clean" for r in rows])
-    metrics = np.array([[r["metrics"][m] for m in reading.METRIC_NAMES] for r in rows])
+    metrics = np.array([[r["metrics"][m] for m in METRIC_NAMES] for r in rows])
     ranges = {m: (float(np.percentile(metrics[clean, i], 5)), float(np.percentile(metrics[clean, i], 95)))
-              for i, m in enumerate(reading.METRIC_NAMES)}
+              for i, m in enumerate(METRIC_NAMES)}
     blurred = [r for r in rows if r["kind"] == "gaussian_blur" and r["blur_raw"] > 0]
     raw = np.array([r["blur_raw"] for r in blurred])
     sigma = np.array([r["params"]["psf_sigma"] for r in blurred])
@@ -311,11 +315,11 @@ def train(rows: list[dict], seed: int) -> tuple[reading.ReadingModel, dict]:
                         "expected_calibration_error": expected_calibration_error(calibrated, truth),
                         "recall": {f: float(((calibrated[:, j] >= 0.5) & (truth[:, j] > 0)).sum()
                                             / max(truth[:, j].sum(), 1))
-                                   for j, f in enumerate(reading.FAMILIES)}},
+                                   for j, f in enumerate(FAMILIES)}},
         "zero_shot_never_trained": ["poisson", "motion_blur"],
     }
-    model = reading.ReadingModel(
-        features=reading.FEATURES, mean=mean, scale=scale, weights=np.array(weights), bias=np.array(bias),
+    model = ReadingModel(
+        features=FEATURES, mean=mean, scale=scale, weights=np.array(weights), bias=np.array(bias),
         platt=platt, clean_ranges=ranges, blur_calibration=(float(slope), float(offset)), info=info)
     return model, info
 

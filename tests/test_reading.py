@@ -15,8 +15,9 @@ from damp_engine import DampCancelled, DampInputError
 from damp_engine.cli import main
 from damp_engine.degrade import degrade
 from damp_engine.raster import RasterReader
-from damp_engine.reading import (DEFAULT_READING_MODEL, FAMILIES, PRESENT, ReadingModel, load_reading_model,
-                                 read_cube, read_raster)
+from damp_engine.names import FAMILIES
+from damp_engine.reading import PRESENT, read_cube, read_raster
+from damp_engine.reading_model import DEFAULT_READING_MODEL, ReadingModel, load_reading_model
 from damp_engine.scaling import measure_scaling
 
 CAVE = DATA / "test" / "cave_fake_and_real_peppers.tif"   # held out: a lab scene, 31 bands

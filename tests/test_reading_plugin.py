@@ -18,8 +18,9 @@ from damp_engine.checkpoint import save_checkpoint
 from damp_engine.cli import main
 from damp_engine.degrade import degrade
 from damp_engine.model import DAMP, get_preset
+from damp_engine.names import FAMILIES
 from damp_engine.raster import RasterReader
-from damp_engine.reading import FAMILIES, read_raster
+from damp_engine.reading import read_raster
 
 SIDE = 96
 
