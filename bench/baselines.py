@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from skimage.restoration import (denoise_tv_chambolle, denoise_wavelet, estimate_sigma,
                                  inpaint_biharmonic, richardson_lucy, wiener)
 
-from damp_engine.degrade import Degradation, degrade, gaussian_kernel, motion_kernel
+from damp_engine.degrade import Degradation, degrade
+from damp_engine.kernels import gaussian_kernel, motion_kernel
 
 Baseline = Callable[[np.ndarray, Degradation], np.ndarray]
 Denoiser = Callable[[np.ndarray, np.ndarray], np.ndarray]

@@ -43,7 +43,8 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from damp_engine.degrade import degrade, gaussian_kernel  # noqa: E402
+from damp_engine.degrade import degrade  # noqa: E402
+from damp_engine.kernels import gaussian_kernel  # noqa: E402
 from damp_engine.names import FAMILIES  # noqa: E402
 from damp_engine.raster import RASTER_SUFFIXES, RasterReader  # noqa: E402
 from damp_engine.reading import PRESENT, read_cube  # noqa: E402

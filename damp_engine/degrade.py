@@ -13,6 +13,8 @@ Conventions
   (DESIGN §7). Poisson counts are non-negative by construction.
 - Every random choice comes from ``numpy.random.default_rng(seed)``, so the returned
   :class:`Degradation` replays exactly: ``degrade(x, d.kind, d.seed, **d.params)``.
+- The blur kernels and their convolution are ``damp_engine.kernels``; the checks of a kind and
+  its parameters, before anything is drawn, ``damp_engine.degrade_checks``.
 
 Kinds (parameter defaults in :data:`PARAMETERS`)
 ------------------------------------------------
@@ -35,7 +37,6 @@ complex         noniid_noise on every band, then one of stripes / deadlines / im
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -43,8 +44,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import DampInputError
-from .names import KINDS, PARAMETERS, SPARSE_EXTRAS, TRAIN_KINDS, ZERO_SHOT_KINDS
+from .degrade_checks import as_cube, check_seed, require, resolve_params
+from .kernels import blur, gaussian_kernel, motion_kernel
+from .names import PARAMETERS, SPARSE_EXTRAS, TRAIN_KINDS
 
 STRIPE_COLUMNS = (0.05, 0.15)    # share of columns striped per affected band
 DEADLINE_COLUMNS = (0.03, 0.10)  # share of columns dead per affected band
@@ -70,66 +72,6 @@ class Degradation:
     def to_dict(self) -> dict:
         """Return the record as plain JSON-serialisable Python types."""
         return asdict(self)
-
-
-# ----------------------------------------------------------------------------- kernels and blur
-
-def gaussian_kernel(ksize: int) -> np.ndarray:
-    """2-D Gaussian kernel (ksize × ksize, sums to 1) with σ = 0.3((ksize − 1)/2 − 1) + 0.8.
-
-    The σ rule is OpenCV's default for a given size, which the paper's blur settings use.
-    """
-    ksize = _odd_size(ksize, "ksize")
-    sigma = 0.3 * ((ksize - 1) / 2 - 1) + 0.8
-    t = np.arange(ksize, dtype=np.float64) - (ksize - 1) / 2
-    g = np.exp(-(t ** 2) / (2 * sigma ** 2))
-    kernel = np.outer(g, g)
-    return (kernel / kernel.sum()).astype(np.float32)
-
-
-def motion_kernel(size: int, angle: float) -> np.ndarray:
-    """Linear motion kernel (size × size, sums to 1): a centred line of length ``size``.
-
-    ``angle`` is in degrees, counter-clockwise from the +column axis as seen on screen
-    (rows grow downwards). The segment is sampled finely at its midpoints and splatted
-    bilinearly (mass past the grid edge folds onto the edge pixel), so an axis-aligned line is
-    exactly uniform and oblique angles give an anti-aliased kernel rather than a staircase.
-    """
-    size = _odd_size(size, "size")
-    theta = math.radians(float(angle))
-    centre = (size - 1) / 2
-    samples = 8 * size
-    t = (np.arange(samples) + 0.5) * size / samples - size / 2
-    cols = centre + t * math.cos(theta)
-    rows = centre - t * math.sin(theta)
-    kernel = np.zeros((size, size), dtype=np.float64)
-    r0, c0 = np.floor(rows).astype(int), np.floor(cols).astype(int)
-    fr, fc = rows - r0, cols - c0
-    for dr, dc, w in ((0, 0, (1 - fr) * (1 - fc)), (0, 1, (1 - fr) * fc),
-                      (1, 0, fr * (1 - fc)), (1, 1, fr * fc)):
-        r, c = np.clip(r0 + dr, 0, size - 1), np.clip(c0 + dc, 0, size - 1)
-        np.add.at(kernel, (r, c), w)
-    return (kernel / kernel.sum()).astype(np.float32)
-
-
-def blur(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Convolve every band of ``x`` (C, H, W) with the 2-D ``kernel``, reflect padding.
-
-    A true convolution (the kernel is flipped), all bands in one torch call. Returns float32
-    of the same shape. Baselines use it with the true kernel.
-    """
-    _require(np.ndim(kernel) == 2, "The blur kernel must be a 2-D array.")
-    kh, kw = kernel.shape
-    _require(kh % 2 == 1 and kw % 2 == 1, "The blur kernel must have odd height and width.")
-    _require(x.shape[-2] > kh // 2 and x.shape[-1] > kw // 2,
-             f"The image ({x.shape[-2]}×{x.shape[-1]}) is too small for a {kh}×{kw} kernel; "
-             "use a larger image or a smaller kernel.")
-    bands = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(1)
-    weight = torch.from_numpy(np.ascontiguousarray(kernel[::-1, ::-1], dtype=np.float32))
-    padded = F.pad(bands, (kw // 2, kw // 2, kh // 2, kh // 2), mode="reflect")
-    with torch.no_grad():
-        out = F.conv2d(padded, weight[None, None])
-    return out.squeeze(1).numpy()
 
 
 # ----------------------------------------------------------------------------- the kinds
@@ -193,7 +135,7 @@ def _inpaint(x: np.ndarray, rng: np.random.Generator, p: dict) -> tuple[np.ndarr
 def _band_loss(x: np.ndarray, rng: np.random.Generator, p: dict) -> tuple[np.ndarray, list, None]:
     """Set round(fraction · C) random bands (at least one, never all) to 0."""
     c = x.shape[0]
-    _require(c >= 2, "band_loss needs at least 2 bands.")
+    require(c >= 2, "band_loss needs at least 2 bands.")
     n = min(max(1, round(p["fraction"] * c)), c - 1)
     bands = sorted(int(b) for b in rng.choice(c, size=n, replace=False))
     y = x.copy()
@@ -268,9 +210,9 @@ def degrade(x: np.ndarray, kind: str, seed: int = 0, **params: Any) -> tuple[np.
     Raises :class:`DampInputError` for an unknown kind or parameter, a bad value, or a cube
     that is not 3-D.
     """
-    cube = _as_cube(x)
-    resolved = _resolve_params(kind, params)
-    seed = _seed(seed)
+    cube = as_cube(x)
+    resolved = resolve_params(kind, params)
+    seed = check_seed(seed)
     y, bands, fraction = _APPLY[kind](cube, np.random.default_rng(seed), resolved)
     record = Degradation(kind=kind, params=resolved, seed=seed, bands=[int(b) for b in bands],
                          pixel_fraction=fraction)
@@ -294,130 +236,6 @@ def sample_training_degradation(rng: np.random.Generator) -> tuple[str, dict]:
         "complex": lambda: {},
     }
     return kind, draw[kind]()
-
-
-# ----------------------------------------------------------------------------- validation
-
-def _resolve_params(kind: str, params: dict) -> dict:
-    """Check the kind and parameter names, fill in defaults and validate every value."""
-    if kind not in PARAMETERS:
-        raise DampInputError(f"Unknown degradation kind {kind!r}; choose one of: {', '.join(KINDS)}.")
-    unknown = sorted(set(params) - set(PARAMETERS[kind]))
-    if unknown:
-        raise DampInputError(f"Unknown parameter(s) {', '.join(unknown)} for {kind!r}; "
-                             f"it accepts: {', '.join(PARAMETERS[kind])}.")
-    merged = {**PARAMETERS[kind], **params}
-    return {name: _VALIDATE[name](value, kind) for name, value in merged.items()}
-
-
-def _sigma(value: Any, kind: str) -> float:
-    """A noise level in 0-255 units, ≥ 0."""
-    return _number(value, f"{kind}: sigma", low=0.0)
-
-
-def _sigmas(value: Any, kind: str) -> list[float]:
-    """A non-empty list of noise levels in 0-255 units, each ≥ 0."""
-    _require(isinstance(value, (list, tuple)) and len(value) > 0,
-             f"{kind}: sigmas must be a non-empty list of noise levels (0-255 units), e.g. [10, 30, 50, 70].")
-    return [_number(v, f"{kind}: sigmas", low=0.0) for v in value]
-
-
-def _scale(value: Any, kind: str) -> float:
-    """Poisson scale (photons per unit intensity), > 0."""
-    scale = _number(value, f"{kind}: scale", low=0.0)
-    _require(scale > 0, f"{kind}: scale must be > 0 (e.g. 10 to 100).")
-    return scale
-
-
-def _kernel_size(value: Any, kind: str) -> int:
-    """An odd kernel size ≥ 3."""
-    return _odd_size(value, f"{kind}: kernel size")
-
-
-def _angle(value: Any, kind: str) -> float:
-    """A motion direction in degrees."""
-    return _number(value, f"{kind}: angle")
-
-
-def _factor(value: Any, kind: str) -> int:
-    """SR factor: 2 or 4."""
-    _require(_is_number(value) and value in (2, 4), f"{kind}: factor must be 2 or 4, not {value!r}.")
-    return int(value)
-
-
-def _fraction(value: Any, kind: str) -> float:
-    """A share strictly between 0 and 1."""
-    fraction = _number(value, f"{kind}: fraction")
-    _require(0 < fraction < 1, f"{kind}: fraction must be between 0 and 1 (exclusive), not {value!r}.")
-    return fraction
-
-
-def _band_fraction(value: Any, kind: str) -> float:
-    """A share of bands in (0, 1]."""
-    fraction = _number(value, f"{kind}: band_fraction")
-    _require(0 < fraction <= 1, f"{kind}: band_fraction must be in (0, 1], not {value!r}.")
-    return fraction
-
-
-def _amplitude(value: Any, kind: str) -> float:
-    """A stripe amplitude ≥ 0 in data units."""
-    return _number(value, f"{kind}: amplitude", low=0.0)
-
-
-def _extra(value: Any, kind: str) -> str:
-    """The sparse corruption of complex: one of SPARSE_EXTRAS or "random"."""
-    choices = ("random", *SPARSE_EXTRAS)
-    _require(value in choices, f"{kind}: extra must be one of {', '.join(choices)}, not {value!r}.")
-    return str(value)
-
-
-_VALIDATE: dict[str, Callable[[Any, str], Any]] = {
-    "sigma": _sigma, "sigmas": _sigmas, "scale": _scale, "ksize": _kernel_size,
-    "size": _kernel_size, "angle": _angle, "factor": _factor, "fraction": _fraction,
-    "band_fraction": _band_fraction, "amplitude": _amplitude, "extra": _extra,
-}
-
-
-def _is_number(value: Any) -> bool:
-    """True for real numbers (bool excluded) that are finite."""
-    return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
-def _number(value: Any, what: str, low: float | None = None) -> float:
-    """``value`` as a float, checked to be a finite number ≥ ``low``."""
-    _require(_is_number(value), f"{what} must be a number, not {value!r}.")
-    if low is not None:
-        _require(value >= low, f"{what} must be ≥ {low:g}, not {value!r}.")
-    return float(value)
-
-
-def _odd_size(value: Any, what: str) -> int:
-    """``value`` as an int, checked to be an odd integer ≥ 3."""
-    ok = _is_number(value) and float(value).is_integer() and value >= 3 and int(value) % 2 == 1
-    _require(ok, f"{what} must be an odd integer ≥ 3 (e.g. 9 or 15), not {value!r}.")
-    return int(value)
-
-
-def _seed(seed: Any) -> int:
-    """The seed as a non-negative int."""
-    ok = isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0
-    _require(ok, f"The seed must be a non-negative integer, not {seed!r}.")
-    return int(seed)
-
-
-def _as_cube(x: Any) -> np.ndarray:
-    """``x`` as a float32 (C, H, W) array (a copy only where the dtype changes)."""
-    cube = np.asarray(x, dtype=np.float32)
-    _require(cube.ndim == 3 and min(cube.shape) > 0,
-             f"Expected a non-empty cube of shape (bands, rows, columns), got shape {cube.shape}.")
-    return cube
-
-
-def _require(condition: bool, message: str) -> None:
-    """Raise DampInputError(message) unless ``condition`` holds."""
-    if not condition:
-        raise DampInputError(message)
 
 
 # ----------------------------------------------------------------------------- random selections

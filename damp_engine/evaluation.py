@@ -35,9 +35,10 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from .checkpoint import LoadedModel, ModelArg, as_loaded_model
-from .degrade import ZERO_SHOT_KINDS, Degradation, degrade
+from .degrade import Degradation, degrade
 from .errors import DampInputError
 from .limits import DEFAULT_HALO, DEFAULT_TILE
+from .names import ZERO_SHOT_KINDS
 from .quality import evaluate, psnr
 from .raster import RASTER_SUFFIXES, RasterReader
 from .scaling import measure_scaling

@@ -39,7 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from damp_engine.degrade import blur, degrade  # noqa: E402
+from damp_engine.degrade import degrade  # noqa: E402
+from damp_engine.kernels import blur  # noqa: E402
 from damp_engine.names import FAMILIES, METRIC_NAMES  # noqa: E402
 from damp_engine.raster import RASTER_SUFFIXES, RasterReader  # noqa: E402
 from damp_engine.reading_model import FEATURES, ReadingModel, features  # noqa: E402

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from damp_engine.degrade import (KINDS, PARAMETERS, TRAIN_KINDS, ZERO_SHOT_KINDS, blur, degrade,
-                                 gaussian_kernel, motion_kernel, sample_training_degradation)
+from damp_engine.degrade import degrade, sample_training_degradation
 from damp_engine.errors import DampInputError
+from damp_engine.kernels import blur, gaussian_kernel, motion_kernel
+from damp_engine.names import KINDS, PARAMETERS, TRAIN_KINDS, ZERO_SHOT_KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT / "shared" if (ROOT / "shared").is_dir() else ROOT.parent / "shared"
