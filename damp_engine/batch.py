@@ -18,311 +18,38 @@ to `retries` times, then reported, while the others go on.
 Each scene is restored exactly as `restore_raster` restores it with the same settings and the same
 number of torch threads (e.g. ``OMP_NUM_THREADS=1 damp restore``), bit for bit: the worker calls
 that function. Thread count matters because CPU kernels split their sums by thread.
+
+This module runs a batch from the client (skip, submit, collect, retry, record); which scenes and
+where they go is ``batch_scenes``, the manifest and the file facts it records ``manifest``, one
+scene on a worker ``batch_worker``, the cluster ``batch_cluster``.
 """
 from __future__ import annotations
 
-import glob
-import hashlib
-import json
-import logging
 import os
-import socket
-import sys
-import threading
 import time
 import traceback
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
+from .batch_cluster import PROFILE_SETTING, TRIM_SETTING, connect, dashboard_address, default_workers, slow_settings
+from .batch_scenes import SceneJob, collect_scenes, plan_jobs, scene_name
+from .batch_worker import restore_scene
 from .errors import DampCancelled, DampInputError
 from .limits import DEFAULT_BATCH, DEFAULT_HALO, DEFAULT_TILE
+from .manifest import MANIFEST_NAME, Manifest, is_complete
 
-try:
-    import fcntl  # the manifest's lock; Windows has no fcntl and goes without
-except ImportError:  # pragma: no cover
-    fcntl = None
-
-MANIFEST_NAME = "manifest.jsonl"
-LIST_SUFFIXES = {".txt", ".lst", ".list"}   # text files that list rasters, one a line
-GLOB_CHARS = set("*?[")
 DEFAULT_RETRIES = 2          # submissions after the first failure of a scene
 POLL_SECONDS = 0.2           # how often the client looks at `cancelled`
-CANCEL_POLL_SECONDS = 0.5    # how often a worker asks the scheduler whether the batch was cancelled
 CANCEL_GRACE_SECONDS = 60.0  # how long a cancel waits for running scenes to discard their files
-GDAL_CACHE_MB = 64           # per worker: streaming needs few cached blocks
-HASH_CHUNK = 8 << 20
 TRACEBACK_FRAMES = 4         # frames of an unexpected error's traceback kept in the manifest
-DASHBOARD = ":8787"          # Dask's usual dashboard port (another one is picked if it is taken)
-# Dask's nanny gives its workers MALLOC_TRIM_THRESHOLD_=65536, which fixes glibc's mmap threshold at
-# 128 kB: every tensor is then mapped and zeroed afresh, and a scene restores 2 to 2.4 times slower.
-TRIM_SETTING = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
-TRIM_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
-# The worker's statistical profiler samples every thread's stack each 10 ms: 30 % of a scene's time.
-PROFILE_SETTING = "distributed.worker.profile.enabled"
 
 OnScene = Callable[["SceneResult", int, int], None] | None
 Progress = Callable[[float], None] | None
 Cancelled = Callable[[], bool] | None
 Log = Callable[[str], None] | None
-
-
-# --- which scenes -------------------------------------------------------------------------------
-
-def collect_scenes(inputs: Sequence[str | os.PathLike]) -> list[str]:
-    """The rasters named by `inputs`, in order and without repeats.
-
-    Each input is a raster file, a folder (its raster files, not recursive), a glob pattern, a
-    text file (.txt, .lst, .list) listing rasters one a line (blank lines and # comments skipped,
-    relative paths taken from the list's folder), or a GDAL virtual path (``/vsicurl/…``, taken
-    as is). A file or pattern given directly that names nothing is a DampInputError; a missing
-    file listed in a text file becomes a scene that fails, so that the rest of the list runs.
-    """
-    from .raster import RASTER_SUFFIXES
-
-    def rasters(paths) -> list[str]:
-        return [str(p) for p in sorted(paths) if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES
-                and not p.name.startswith(".")]
-
-    scenes: list[str] = []
-    for item in map(str, inputs):
-        path = Path(item).expanduser()
-        if item.startswith("/vsi"):
-            found = [item]
-        elif GLOB_CHARS & set(item):
-            found = rasters(Path(p).resolve() for p in glob.glob(str(path)))
-            if not found:
-                raise DampInputError(f"No raster matches {item}; rasters end in {', '.join(sorted(RASTER_SUFFIXES))}.")
-        elif path.is_dir():
-            found = rasters(path.resolve().iterdir())
-            if not found:
-                raise DampInputError(f"The folder {item} holds no raster files "
-                                     f"({', '.join(sorted(RASTER_SUFFIXES))}).")
-        elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
-            found = _read_list(path.resolve())
-        elif path.is_file():
-            found = [str(path.resolve())]
-        else:
-            raise DampInputError(f"Input not found: {item}. Give rasters, folders, glob patterns or a .txt list.")
-        scenes.extend(found)
-    return list(dict.fromkeys(scenes))
-
-
-def _read_list(path: Path) -> list[str]:
-    """The rasters of a list file: one per line, relative to the list's folder, # for comments."""
-    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
-    entries = [line for line in lines if line and not line.startswith("#")]
-    if not entries:
-        raise DampInputError(f"The list {path} names no rasters; write one path per line.")
-    return [e if e.startswith("/vsi") else str((path.parent / Path(e).expanduser()).resolve()) for e in entries]
-
-
-def scene_name(scene: str) -> str:
-    """The file name of a scene's path or GDAL virtual path (query strings dropped)."""
-    return PurePosixPath(scene.split("?", 1)[0].replace("\\", "/")).name
-
-
-def output_name(scene: str) -> str:
-    """The input's file name, or its stem + .tif when GDAL cannot write that format (e.g. .vrt)."""
-    from .raster import driver_for
-
-    name = scene_name(scene)
-    try:
-        driver_for(name)
-    except DampInputError:
-        return f"{PurePosixPath(name).stem}.tif"
-    return name
-
-
-# --- the plan: one job per scene ----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SceneJob:
-    """Everything a worker needs to restore one scene; `settings` also identifies the result."""
-
-    scene: str
-    output: str
-    model: str
-    options: dict            # restore_raster keywords: tile, halo, batch, device, prompt_scope, bad_bands
-    threads: int
-    mask: str | None = None
-    report: str | None = None
-    routing_map: str | None = None
-    prompt_map: str | None = None
-    cancel_event: str | None = None
-
-    @property
-    def settings(self) -> dict:
-        """What, besides the input, decides the output: a rerun with other settings redoes the scene."""
-        return {**self.options, "model": self.model, "model_sha256": _model_digest(self.model),
-                "threads": self.threads, "mask": self.mask, "report": self.report,
-                "routing_map": self.routing_map, "prompt_map": self.prompt_map}
-
-
-def plan_jobs(scenes: Sequence[str], out_dir: Path, *, model: str, options: dict, threads: int,
-              masks: Path | None = None, reports: Path | None = None, routing_maps: Path | None = None,
-              prompt_maps: Path | None = None) -> list[SceneJob]:
-    """One SceneJob per scene; DampInputError when two scenes would write the same output or a
-    scene's output would be the scene itself."""
-    jobs, seen = [], {}
-    for scene in scenes:
-        name = output_name(scene)
-        output = out_dir / name
-        if name in seen:
-            raise DampInputError(f"{seen[name]} and {scene} would both be written to {output}; restore "
-                                 "scenes with the same file name into different folders.")
-        if not scene.startswith("/vsi") and Path(scene).resolve() == output:
-            raise DampInputError(f"The output folder {out_dir} holds the input {scene}; choose another "
-                                 "output folder (inputs are never overwritten).")
-        seen[name] = scene
-        stem = PurePosixPath(name).stem
-        jobs.append(SceneJob(
-            scene=scene, output=str(output), model=model, options=options, threads=threads,
-            mask=str(masks / scene_name(scene)) if masks else None,
-            report=str(reports / f"{stem}.json") if reports else None,
-            routing_map=str(routing_maps / name) if routing_maps else None,
-            prompt_map=str(prompt_maps / name) if prompt_maps else None))
-    return jobs
-
-
-_MODEL_DIGESTS: dict[tuple, str] = {}
-
-
-def _model_digest(path: str) -> str:
-    """SHA-256 of a model's weights and card (cached per path, size and modification time)."""
-    weights = Path(path)
-    files = [weights, weights.with_suffix(".json")]
-    key = tuple((str(f), *_stat(f)) for f in files)
-    if key not in _MODEL_DIGESTS:
-        digest = hashlib.sha256()
-        for f in files:
-            if f.is_file():
-                digest.update(bytes.fromhex(_sha256(f)))
-        _MODEL_DIGESTS[key] = digest.hexdigest()
-    return _MODEL_DIGESTS[key]
-
-
-# --- files: size, modification time, checksum ---------------------------------------------------
-
-def _stat(path: Path) -> tuple[int, int]:
-    try:
-        st = path.stat()
-    except OSError:
-        return (-1, -1)
-    return (st.st_size, st.st_mtime_ns)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_facts(path: str) -> dict:
-    """{"size", "mtime_ns", "sha256"} of a local file; of a GDAL virtual file, size and time only
-    (reading a remote scene twice to hash it would double the transfer)."""
-    if path.startswith("/vsi"):
-        from osgeo import gdal
-
-        st = gdal.VSIStatL(path)
-        return {"size": st.size, "mtime_ns": int(st.mtime) * 10**9, "sha256": None} if st else {}
-    size, mtime = _stat(Path(path))
-    return {"size": size, "mtime_ns": mtime, "sha256": _sha256(Path(path))}
-
-
-def raster_files(path: str) -> list[str]:
-    """The files that make up a raster (e.g. an ENVI cube and its .hdr), the main one first."""
-    from osgeo import gdal
-
-    ds = gdal.Open(path)
-    try:
-        files = ds.GetFileList() or [path]
-    finally:
-        ds = None
-    main = [path] if not path.startswith("/vsi") else []
-    return list(dict.fromkeys(main + [f for f in files if not f.endswith(".aux.xml")]))
-
-
-def _same_file(path: str, facts: dict) -> bool:
-    """True when `path` is still the file `facts` describe: same size and time, or same size and
-    SHA-256 (a copy of the file that kept its content but not its time)."""
-    if path.startswith("/vsi"):
-        return file_facts(path) == facts
-    size, mtime = _stat(Path(path))
-    if size != facts.get("size"):
-        return False
-    if mtime == facts.get("mtime_ns"):
-        return True
-    return facts.get("sha256") is not None and _sha256(Path(path)) == facts["sha256"]
-
-
-# --- the manifest -------------------------------------------------------------------------------
-
-class Manifest:
-    """A JSON-lines record of a batch: one line per scene event ("done", "failed", "cancelled").
-
-    Lines are appended and flushed to disk one at a time; the last line of a scene says where it
-    stands. A line cut short by a crash is ignored on reading. While a batch runs it holds an
-    exclusive lock on the file, so two batches cannot write one manifest.
-    """
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path).expanduser().resolve()
-        self._fh = None
-
-    def read(self) -> dict[str, dict]:
-        """{scene: its last record}."""
-        last: dict[str, dict] = {}
-        if not self.path.is_file():
-            return last
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and "scene" in record:
-                last[record["scene"]] = record
-        return last
-
-    def __enter__(self) -> "Manifest":
-        if not self.path.parent.is_dir():
-            raise DampInputError(f"The manifest's folder {self.path.parent} does not exist; create it first.")
-        self._fh = open(self.path, "a", encoding="utf-8")
-        try:
-            if fcntl is not None:
-                fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._fh.close()
-            raise DampInputError(f"Another batch is writing {self.path}; wait for it to finish or give "
-                                 "another --manifest.") from None
-        if self._fh.tell() and not self.path.read_bytes().endswith(b"\n"):
-            self._fh.write("\n")  # end a line cut short by a crash, so the next record starts clean
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._fh.close()
-        self._fh = None
-
-    def append(self, record: dict) -> None:
-        self._fh.write(json.dumps(record, default=str) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-
-def is_complete(record: dict | None, job: SceneJob, settings: dict) -> bool:
-    """True when the manifest's last record of the scene says it is done with these settings and
-    its input and outputs are the files it records."""
-    if not record or record.get("state") != "done" or record.get("output") != job.output:
-        return False
-    if record.get("settings") != settings:
-        return False
-    files = {**record.get("inputs", {}), **record.get("outputs", {})}
-    return bool(record.get("outputs")) and all(_same_file(path, facts) for path, facts in files.items())
 
 
 # --- what happened -----------------------------------------------------------------------------
@@ -371,159 +98,7 @@ class BatchReport:
         return [f"failed: {s.scene} (after {s.attempts} attempt(s)): {s.error}" for s in self.failed]
 
 
-# --- on the worker -----------------------------------------------------------------------------
-
-_MODELS: dict[tuple, Any] = {}
-_MODELS_LOCK = threading.Lock()
-
-
-def _worker_model(path: str, device: str, threads: int):
-    """The model of this worker process, loaded on its first scene and kept for the next ones."""
-    import torch
-    from osgeo import gdal
-
-    from .checkpoint import load_model
-
-    torch.set_num_threads(threads)
-    if "GDAL_CACHEMAX" not in os.environ:
-        gdal.SetCacheMax(GDAL_CACHE_MB * 1024 * 1024)
-    key = (path, device, *_stat(Path(path)))
-    with _MODELS_LOCK:
-        if key not in _MODELS:
-            _MODELS.clear()
-            _MODELS[key] = load_model(path, device=device)
-        return _MODELS[key]
-
-
-class _CancelFlag:
-    """Polls the batch's Dask Event, at most every CANCEL_POLL_SECONDS (each look asks the scheduler)."""
-
-    def __init__(self, name: str | None):
-        self.event = None
-        if name is not None:
-            from distributed import Event
-
-            self.event = Event(name)
-        self._next, self._set = 0.0, False
-
-    def __call__(self) -> bool:
-        if self.event is not None and not self._set and time.monotonic() >= self._next:
-            self._set = self.event.is_set()
-            self._next = time.monotonic() + CANCEL_POLL_SECONDS
-        return self._set
-
-
-def restore_scene(job: SceneJob) -> dict:
-    """Restore one scene with `restore_raster` and return its manifest record (runs on a worker)."""
-    from .tiling import restore_raster
-
-    cancelled = _CancelFlag(job.cancel_event)
-    if cancelled():
-        raise DampCancelled("The batch was cancelled before this scene started.")
-    if job.mask is not None and not Path(job.mask).is_file():
-        raise DampInputError(f"No mask {job.mask} for {job.scene}; the masks folder needs one raster per "
-                             "scene, with the scene's file name.")
-    started = datetime.now(timezone.utc)
-    clock = time.perf_counter()
-    model = _worker_model(job.model, job.options["device"], job.threads)
-    report = restore_raster(job.scene, job.output, model=model, mask=job.mask, report=job.report,
-                            routing_map=job.routing_map, prompt_map=job.prompt_map, cancelled=cancelled,
-                            **job.options)
-    seconds = time.perf_counter() - clock
-    written = [p for p in (job.output, job.routing_map, job.prompt_map) if p]
-    outputs = {f: file_facts(f) for p in written for f in raster_files(p)}
-    if job.report:
-        outputs[job.report] = file_facts(job.report)
-    summary = report.to_dict()
-    return {
-        "scene": job.scene, "output": job.output, "state": "done",
-        "inputs": {f: file_facts(f) for f in raster_files(job.scene)}, "outputs": outputs,
-        "started": started.isoformat(timespec="seconds"), "seconds": round(seconds, 3),
-        "host": socket.gethostname(), "worker": _worker_address(),
-        "prompt": scene_prompt(summary),
-        "restore": {k: summary.get(k) for k in ("model", "device", "tiles", "bands", "width", "height", "seconds",
-                                                "prompt", "routing", "scale_factor", "events")},
-    }
-
-
-def scene_prompt(report: dict) -> dict:
-    """The degradation prompt of a scene from its restore report (`RestoreReport.to_dict`): the
-    scene's own prompt where the report has one, else the summary over its tiles."""
-    return report.get("scene_prompt") or report.get("prompt") or {}
-
-
-def _worker_address() -> str | None:
-    try:
-        from distributed import get_worker
-
-        return get_worker().address
-    except (ImportError, ValueError):
-        return None
-
-
-# --- on the client -----------------------------------------------------------------------------
-
-def default_workers(threads: int = 1) -> int:
-    """Worker processes for a machine: its usable cores divided by the torch threads of each."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, threads))
-
-
-@contextmanager
-def connect(scheduler=None, workers: int | None = None) -> Iterator[tuple[Any, int]]:
-    """(Dask client, workers) for a batch: an embedded LocalCluster of `workers` single-threaded
-    processes, or the cluster at `scheduler` (an address, a cluster object, or a Client, kept open).
-
-    The embedded cluster sets the scheduler's allowed-failures to 0, so a worker that dies fails
-    its scene at once and `restore_batch` decides about the retry (and records it). Its workers log
-    nothing (every failure is reported, with its traceback, in the manifest), and run without the
-    MALLOC_TRIM_THRESHOLD_ that Dask sets by default and without its profiler (TRIM_SETTING,
-    PROFILE_SETTING): each costs torch a good part of its speed.
-    """
-    try:
-        import dask
-        from distributed import Client, LocalCluster
-    except ImportError as exc:
-        raise DampInputError(f"Batch restoration needs Dask distributed ({exc}); install it with: "
-                             "pip install 'dask[distributed]'") from None
-    if isinstance(scheduler, Client):
-        yield scheduler, len(scheduler.scheduler_info()["workers"])
-        return
-    if scheduler is not None:
-        try:
-            client = Client(scheduler, timeout="30s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise DampInputError(f"Cannot reach the Dask scheduler {scheduler} ({exc}); check the address "
-                                 "(tcp://host:8786) and that the scheduler runs.") from None
-        with client:
-            yield client, len(client.scheduler_info()["workers"])
-        return
-    try:
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0, TRIM_SETTING: None,
-                              PROFILE_SETTING: False}):
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=DASHBOARD, silence_logs=logging.CRITICAL)
-    except RuntimeError as exc:  # a worker process that cannot start (its Python lacks damp_engine, ...)
-        raise DampInputError(f"Cannot start {workers} local Dask worker process(es) ({exc}); check that "
-                             f"'{sys.executable} -c \"import damp_engine, distributed\"' works, or give "
-                             "the address of a running scheduler.") from None
-    with cluster, Client(cluster) as client:
-        yield client, workers
-
-
-def _slow_settings() -> list[str]:
-    """What slows torch down in this worker process: Dask's malloc trimming, its profiler."""
-    import dask
-
-    found = [TRIM_VARIABLE] if os.environ.get(TRIM_VARIABLE) else []
-    return found + (["the Dask profiler"] if dask.config.get(PROFILE_SETTING, True) else [])
-
-
-def dashboard_address(client) -> str | None:
-    """The address of the scheduler's dashboard, None when it serves none (bokeh missing)."""
-    services = client.scheduler_info().get("services", {})
-    return client.dashboard_link if "dashboard" in services else None
-
+# --- the batch, on the client -------------------------------------------------------------------
 
 def restore_batch(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
                   workers: int | None = None, scheduler=None, manifest: str | os.PathLike | None = None,
@@ -584,7 +159,7 @@ def restore_batch(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
             if log is not None:
                 log(f"Dask: {len(todo)} scene(s) to restore on {n} worker(s)"
                     + (f"; dashboard {link}" if link else " (no dashboard: pip install bokeh)"))
-                slow = sorted({what for found in client.run(_slow_settings).values() for what in found})
+                slow = sorted({what for found in client.run(slow_settings).values() for what in found})
                 if slow:
                     log(f"The workers run with {' and '.join(slow)}, which slow torch down by up to 2.4 times on a "
                         f"CPU; start them with the Dask settings {TRIM_SETTING}: null and {PROFILE_SETTING}: "

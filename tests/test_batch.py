@@ -17,8 +17,10 @@ import pytest
 import torch
 
 from conftest import smooth_cube, write_raster
-from damp_engine.batch import (PROFILE_SETTING, TRIM_SETTING, collect_scenes, output_name, restore_batch,
-                               scene_prompt)
+from damp_engine.batch import restore_batch
+from damp_engine.batch_cluster import PROFILE_SETTING, TRIM_SETTING
+from damp_engine.batch_scenes import collect_scenes, output_name
+from damp_engine.batch_worker import scene_prompt
 from damp_engine.checkpoint import save_checkpoint
 from damp_engine.cli import main
 from damp_engine.errors import DampCancelled, DampInputError
@@ -127,7 +129,7 @@ def test_each_worker_keeps_its_model_for_the_next_scenes(batch, folder, archive,
     from distributed import Client
 
     def cached_model() -> int:
-        from damp_engine.batch import _MODELS
+        from damp_engine.batch_worker import _MODELS
 
         return id(next(iter(_MODELS.values()))) if _MODELS else 0
 

@@ -98,7 +98,7 @@ def scheduler():
     import dask
     from distributed import LocalCluster
 
-    from damp_engine.batch import PROFILE_SETTING, TRIM_SETTING
+    from damp_engine.batch_cluster import PROFILE_SETTING, TRIM_SETTING
 
     with dask.config.set({TRIM_SETTING: None, PROFILE_SETTING: False}):
         with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
