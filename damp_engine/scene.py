@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DampInputError
+from .errors import DampCancelled, DampInputError
 from .raster import RasterReader, RasterWriter, check_output_path
 from .scaling import measure_scaling
 
@@ -40,13 +41,14 @@ class ScenePrompt:
                 "tiles": self.tiles}
 
 
-def prompt_raster(path: str | os.PathLike) -> ScenePrompt:
+def prompt_raster(path: str | os.PathLike, cancelled: Callable[[], bool] | None = None) -> ScenePrompt:
     """The six DP metrics of a raster file: the scene prompt of `analyse_scene`, the one that
-    routes `damp restore` (the median over a fixed grid of 64-pixel sample windows)."""
+    routes `damp restore` (the median over a fixed grid of 64-pixel sample windows).
+    DampCancelled when ``cancelled()`` turns True."""
     from .scene_analysis import analyse_scene
 
     with RasterReader(path, min_bands=3) as reader:
-        analysis = analyse_scene(reader)
+        analysis = analyse_scene(reader, cancelled=cancelled)
         info = reader.info
     return ScenePrompt(analysis.prompt_dict(), info.bands, info.width, info.height, len(analysis.windows))
 
@@ -60,16 +62,28 @@ def read_scaled(path: str | os.PathLike, min_bands: int = 3):
     return cube / scaling.factor, valid, info, scaling
 
 
-def degrade_raster(src: str | os.PathLike, dst: str | os.PathLike, kind: str, seed: int = 0, **params):
+def degrade_raster(src: str | os.PathLike, dst: str | os.PathLike, kind: str, seed: int = 0, *,
+                   progress: Callable[[float], None] | None = None, cancelled: Callable[[], bool] | None = None,
+                   **params):
     """Write a degraded copy of `src` (float32, same grid, wavelengths and nodata) and return the record.
 
     The record of what was applied is stored in the output's metadata (DAMP_DEGRADATION, JSON).
+    ``progress`` is told the fraction done after reading and after degrading; ``cancelled`` is
+    asked then too, and a cancel (DampCancelled) comes before anything is written.
     """
     from .degrade import degrade
 
+    def step(fraction: float) -> None:
+        if cancelled is not None and cancelled():
+            raise DampCancelled("Cancelled; no output was written.")
+        if progress is not None:
+            progress(fraction)
+
     out = check_output_path(dst, src)
     cube, valid, info, scaling = read_scaled(src, min_bands=1)
+    step(0.4)
     degraded, record = degrade(fill_invalid(cube, valid), kind, seed=seed, **params)
+    step(0.8)
     degraded = degraded.astype(np.float32) * np.float32(scaling.factor)
     nodata = output_nodata(info.nodata, valid)
     if nodata is not None:
@@ -77,6 +91,8 @@ def degrade_raster(src: str | os.PathLike, dst: str | os.PathLike, kind: str, se
     meta = {**info.metadata, "DAMP_DEGRADATION": json.dumps(record.to_dict())}
     with RasterWriter(out, info, dtype="float32", nodata=nodata, metadata=meta) as writer:
         writer.write(degraded, 0, 0)
+    if progress is not None:
+        progress(1.0)
     return record
 
 

@@ -105,12 +105,24 @@ def loading_context(*outputs: str) -> QgsProcessingContext:
 
 
 class CancelAfterFirstProgress(QgsProcessingFeedback):
-    """Asks to cancel as soon as the algorithm reports progress (i.e. after the first tile)."""
+    """Asks to cancel as soon as the algorithm reports progress (i.e. after the first tile); keeps
+    the warnings and errors reported."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.warnings: list[str] = []
+        self.errors: list[str] = []
 
     def setProgress(self, progress: float) -> None:  # noqa: N802 (QGIS API)
         super().setProgress(progress)
         if progress > 0:
             self.cancel()
+
+    def pushWarning(self, warning: str) -> None:  # noqa: N802 (QGIS API)
+        self.warnings.append(warning)
+
+    def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802, N803 (QGIS API)
+        self.errors.append(error)
 
 
 # --- the provider ----------------------------------------------------------------------------
@@ -449,13 +461,13 @@ def test_finetune_writes_a_model_that_restore_accepts(processing, model, tmp_pat
 
 # --- cancel and bad input --------------------------------------------------------------------
 
-def test_cancel_leaves_no_output(processing, model, folder, tmp_path):
+def test_cancel_ends_as_cancelled_and_leaves_no_output(processing, model, folder, tmp_path):
     scene = write_raster(folder / "nine_tiles.tif", smooth_cube(BANDS, 80, 80))  # 9 tiles: 3 batches of up to 4
-    with pytest.raises(QgsProcessingException, match="Cancelled"):
-        processing.run("damp:restore", {"INPUT": str(scene), "MODEL": str(model), "TILE": 32, "HALO": 8,
-                                        "DEVICE": "cpu", "OUTPUT": str(tmp_path / "cancelled.tif"),
-                                        "ROUTING_MAP": str(tmp_path / "routing.tif")},
-                       feedback=CancelAfterFirstProgress())
+    feedback = CancelAfterFirstProgress()
+    results = processing.run("damp:restore", {"INPUT": str(scene), "MODEL": str(model), "TILE": 32, "HALO": 8,
+                                              "DEVICE": "cpu", "OUTPUT": str(tmp_path / "cancelled.tif"),
+                                              "ROUTING_MAP": str(tmp_path / "routing.tif")}, feedback=feedback)
+    assert results == {} and feedback.warnings == ["Cancelled: no output was written."] and not feedback.errors
     assert not list(tmp_path.iterdir())
 
 
@@ -520,9 +532,13 @@ Processing.initialize()
 import processing
 import damp_qgis
 from damp_qgis.algorithms.restore import parse_bands
+from damp_qgis.algorithms.base import DampAlgorithm
 plugin = damp_qgis.classFactory(None)
 plugin.initProcessing()
 print(sorted(a.id() for a in plugin.provider.algorithms()))
+refused = [a.canExecute() for a in plugin.provider.algorithms() if isinstance(a, DampAlgorithm)]
+print("REFUSED:", sum(not ok for ok, _ in refused), "of", len(refused))
+print("WHY:", refused[0][1])
 try:
     processing.run("damp:prompt", {{"INPUT": {raster!r}, "OUTPUT": "TEMPORARY_OUTPUT"}})
 except QgsProcessingException as exc:
@@ -538,4 +554,6 @@ def test_plugin_lists_algorithms_without_torch_and_says_how_to_install_it(clean)
                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
     assert run.returncode == 0, run.stderr[-2000:]
     assert all(alg in run.stdout for alg in ALGORITHMS)
-    assert "pip install torch==2.13.0 safetensors" in run.stdout
+    assert "REFUSED: 8 of 8" in run.stdout  # the toolbox says so before the dialog opens
+    assert "WHY: DAMP needs PyTorch and safetensors" in run.stdout
+    assert "ERROR: DAMP needs PyTorch" in run.stdout and "pip install torch==2.13.0 safetensors" in run.stdout

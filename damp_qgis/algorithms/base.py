@@ -1,10 +1,14 @@
-"""What every DAMP algorithm shares: group, icon, help page, parameter helpers, the lazy engine
-import and the translation of engine errors into ``QgsProcessingException``.
+"""What every DAMP algorithm shares: group, tags, icon, help page, parameter helpers, the torch
+check, progress and cancel, and the translation of engine errors into ``QgsProcessingException``.
 
 Subclasses declare their parameters in ``initAlgorithm`` (through :meth:`DampAlgorithm.add`, which
 attaches the help text) and implement :meth:`DampAlgorithm.process`: translate parameters, call
 ``damp_engine``, report. Modules that import torch are imported inside ``process`` only, so that
 listing the algorithms (QGIS start-up, ``qgis_process list``) never loads torch.
+
+Every text a user reads is a literal passed to :func:`tr` where it is written (class constants
+included), so that Qt's translation tools find them all; engine texts (metric names, error
+messages) are shown as the engine words them, never passed through ``tr``.
 """
 from __future__ import annotations
 
@@ -41,21 +45,25 @@ from damp_engine import (DEFAULT_HALO, DEFAULT_TILE, MAX_HALO, MAX_TILE, MIN_HAL
 from ..outputs import OutputLayer, derived_name
 from ..paths import icon_path
 
+
+def tr(text: str) -> str:
+    """``text`` (a string literal) in the user's language, in the translation context of DAMP's algorithms."""
+    return QCoreApplication.translate("DampAlgorithm", text)
+
+
 PAPER = ("Degradation-Aware Metric Prompting for Hyperspectral Image Restoration, ICML 2026, "
          "arXiv:2512.20251")
 DEVICES = ("auto", "cpu", "cuda")
 MODEL_FILTER = "DAMP model (*.safetensors)"
-HANDLES_WELL = ("Handles well: Gaussian and mixed noise (with stripes, dead lines or salt-and-pepper), "
-                "missing pixels and lost bands (give them as the gap mask and bad bands), and detail lost "
-                "to ×4 coarser pixels; mild blur and ×2 coarser pixels improve less, and motion blur, "
-                "which the model never saw in training, not at all.")
-CPU_TIME = ("Time: on a 2-core CPU about 10 s per megapixel of a 31-band raster and about 2.5 minutes per "
-            "megapixel of a 224-band one (a 1000 × 1000 pixel EnMAP scene); a CUDA GPU is many times faster.")
-TORCH_MISSING = (
-    "DAMP needs PyTorch and safetensors, but the Python that QGIS runs cannot import {missing}. "
-    "Install them into QGIS's Python with: pip install torch==2.13.0 safetensors "
-    "(Linux: python3 -m pip install --user torch==2.13.0 safetensors; Windows: from the OSGeo4W "
-    "Shell), then restart QGIS.")
+HANDLES_WELL = tr("Handles well: Gaussian and mixed noise (with stripes, dead lines or salt-and-pepper), "
+                   "missing pixels and lost bands (give them as the gap mask and bad bands), and detail lost "
+                   "to ×4 coarser pixels; mild blur and ×2 coarser pixels improve less, and motion blur, "
+                   "which the model never saw in training, not at all.")
+CPU_TIME = tr("Time: on a 2-core CPU about 10 s per megapixel of a 31-band raster and about 2.5 minutes per "
+              "megapixel of a 224-band one (a 1000 × 1000 pixel EnMAP scene); a CUDA GPU is many times faster.")
+# The toolbox groups: ids never change (saved models and scripts may name them), titles are translated.
+GROUPS = {"restoration": tr("Restoration"), "analysis": tr("Analysis"), "simulation": tr("Simulation"),
+          "training": tr("Training")}
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
 
 
@@ -68,17 +76,18 @@ def model_problem(path: str) -> str | None:
     """
     name = os.path.basename(path.rstrip("/\\")) or path
     if os.path.isdir(path):
-        return (f"DAMP model: {path} is a folder; give a DAMP .safetensors model file (with its .json model "
-                "card beside it), or leave the parameter empty for the bundled model.")
+        return tr("DAMP model: {path} is a folder; give a DAMP .safetensors model file (with its .json model "
+                  "card beside it), or leave the parameter empty for the bundled model.").format(path=path)
     if not os.path.isfile(path):
-        return (f"DAMP model: No model file at {path}. Give the path of a DAMP .safetensors model, or leave "
-                "the parameter empty for the bundled model.")
+        return tr("DAMP model: No model file at {path}. Give the path of a DAMP .safetensors model, or leave "
+                  "the parameter empty for the bundled model.").format(path=path)
     if not path.lower().endswith(".safetensors"):
-        kind = ("a pickled PyTorch file, which can run code when opened and is never loaded"
-                if path.lower().endswith(PICKLE_SUFFIXES) else "not a .safetensors file")
-        return (f"DAMP model: {name} is {kind}. DAMP loads only safetensors weights with their .json model "
-                "card (what 'damp train' and Fine-tune model write); convert the weights with "
-                "safetensors.torch.save_file, or leave the parameter empty for the bundled model.")
+        kind = (tr("a pickled PyTorch file, which can run code when opened and is never loaded")
+                if path.lower().endswith(PICKLE_SUFFIXES) else tr("not a .safetensors file"))
+        return tr("DAMP model: {name} is {kind}. DAMP loads only safetensors weights with their .json model "
+                  "card (what 'damp train' and Fine-tune model write); convert the weights with "
+                  "safetensors.torch.save_file, or leave the parameter empty for the bundled model.").format(
+            name=name, kind=kind)
     return None
 
 
@@ -101,27 +110,32 @@ def device_words(device: str) -> str:
     return "the CPU" if device.startswith("cpu") else f"the GPU ({device})"
 
 
-def require_torch() -> None:
-    """Raise a QgsProcessingException that says how to install torch when it cannot be imported."""
+def torch_problem() -> str | None:
+    """What to install when QGIS's Python cannot import torch or safetensors (one paragraph), else None."""
     missing = []
     for module in ("torch", "safetensors"):
         try:
             importlib.import_module(module)
         except (ImportError, OSError) as exc:  # OSError: a wheel whose shared libraries fail to load
             missing.append(f"{module} ({exc})")
-    if missing:
-        raise QgsProcessingException(TORCH_MISSING.format(missing=" and ".join(missing)))
+    if not missing:
+        return None
+    return tr("DAMP needs PyTorch and safetensors, but the Python that QGIS runs cannot import {missing}. "
+              "Install them into QGIS's Python with: pip install torch==2.13.0 safetensors "
+              "(Linux: python3 -m pip install --user torch==2.13.0 safetensors; Windows: from the OSGeo4W "
+              "Shell), then restart QGIS.").format(missing=" and ".join(missing))
 
 
 class DampAlgorithm(QgsProcessingAlgorithm):
-    """Base of the DAMP algorithms. Subclasses set GROUP and HELP and implement ``process``."""
+    """Base of the DAMP algorithms. Subclasses set GROUP_ID, HELP and TAGS and implement ``process``."""
 
     INPUT, OUTPUT = "INPUT", "OUTPUT"
     MODEL, TILE, HALO, DEVICE, TILE_PROMPTS = "MODEL", "TILE", "HALO", "DEVICE", "TILE_PROMPTS"
 
-    GROUP = ""
-    HELP = ""    # what the algorithm does for the user, in plain words
-    NOTES = ()   # further short paragraphs: what it handles well, how long it takes, ...
+    GROUP_ID = ""  # a key of GROUPS
+    HELP = ""      # what the algorithm does for the user, in plain words (translated)
+    NOTES = ()     # further short paragraphs: what it handles well, how long it takes, ... (translated)
+    TAGS = ""      # comma-separated search words of the toolbox (translated)
 
     def __init__(self) -> None:
         super().__init__()
@@ -132,13 +146,17 @@ class DampAlgorithm(QgsProcessingAlgorithm):
         return type(self)()
 
     def tr(self, text: str) -> str:
-        return QCoreApplication.translate("DampAlgorithm", text)
+        """``text`` (a string literal) in the user's language: :func:`tr`."""
+        return tr(text)
 
     def group(self) -> str:
-        return self.tr(self.GROUP)
+        return GROUPS[self.GROUP_ID]
 
     def groupId(self) -> str:  # noqa: N802 (QGIS API)
-        return self.GROUP.lower()
+        return self.GROUP_ID
+
+    def tags(self) -> list[str]:
+        return [tag.strip() for tag in self.TAGS.split(",") if tag.strip()]
 
     def icon(self) -> QIcon:
         return QIcon(icon_path(self.name()))
@@ -154,7 +172,7 @@ class DampAlgorithm(QgsProcessingAlgorithm):
         parameters = [entry(p.description(), p.name(), p.help()) for p in self.parameterDefinitions()]
         outputs = [entry(o.description(), o.name(), self._output_help[o.name()])
                    for o in self.outputDefinitions() if o.name() in self._output_help]
-        parts = [f"<p>{html.escape(self.tr(text))}</p>" for text in (self.HELP, *self.NOTES)]
+        parts = [f"<p>{html.escape(text)}</p>" for text in (self.HELP, *self.NOTES)]
         parts.append(f"<h3>{self.tr('Parameters')}</h3><dl>{''.join(parameters)}</dl>")
         if outputs:
             parts.append(f"<h3>{self.tr('Other outputs')}</h3><dl>{''.join(outputs)}</dl>")
@@ -163,45 +181,48 @@ class DampAlgorithm(QgsProcessingAlgorithm):
 
     # --- declaring parameters -------------------------------------------------------------
     def add(self, parameter: QgsProcessingParameterDefinition, help_text: str) -> None:
-        """Add a parameter with its help text (shown as tooltip and on the help page)."""
-        parameter.setHelp(self.tr(help_text))
+        """Add a parameter with its (translated) help text, shown as tooltip and on the help page."""
+        parameter.setHelp(help_text)
         self.addParameter(parameter)
 
     def add_output_with_help(self, output: QgsProcessingOutputDefinition, help_text: str) -> None:
-        """Add a non-layer output (e.g. a number) with its help text for the help page."""
-        self._output_help[output.name()] = self.tr(help_text)
+        """Add a non-layer output (e.g. a number) with its (translated) help text for the help page."""
+        self._output_help[output.name()] = help_text
         self.addOutput(output)
 
-    def add_model(self, description: str = "DAMP model (empty: the bundled model)") -> None:
-        self.add(QgsProcessingParameterFile(self.MODEL, self.tr(description), fileFilter=MODEL_FILTER,
-                                            optional=True),
-                 "A DAMP model: a .safetensors file with its .json model card beside it (same name). "
-                 "Leave empty for the model bundled with the plugin.")
+    def add_model(self, description: str | None = None) -> None:
+        """The MODEL file parameter, titled ``description`` (translated; default: "DAMP model (empty: the
+        bundled model)")."""
+        title = description or self.tr("DAMP model (empty: the bundled model)")
+        self.add(QgsProcessingParameterFile(self.MODEL, title, fileFilter=MODEL_FILTER, optional=True),
+                 self.tr("A DAMP model: a .safetensors file with its .json model card beside it (same name). "
+                         "Leave empty for the model bundled with the plugin."))
 
     def add_tile(self) -> None:
         self.add(advanced(QgsProcessingParameterNumber(self.TILE, self.tr("Tile size (pixels)"),
                                                        defaultValue=DEFAULT_TILE, minValue=MIN_TILE,
                                                        maxValue=MAX_TILE)),
-                 "The raster is processed in square tiles of this side, so that rasters of any size fit "
-                 "in memory. Smaller tiles need less (GPU) memory; larger ones run a little faster.")
+                 self.tr("The raster is processed in square tiles of this side, so that rasters of any size fit "
+                         "in memory. Smaller tiles need less (GPU) memory; larger ones run a little faster."))
 
     def add_halo(self) -> None:
         self.add(advanced(QgsProcessingParameterNumber(self.HALO, self.tr("Tile overlap (pixels)"),
-                                                       defaultValue=DEFAULT_HALO, minValue=MIN_HALO, maxValue=MAX_HALO)),
-                 "Pixels of context read around every tile and cropped away afterwards, so that no seams "
-                 "show between tiles.")
+                                                       defaultValue=DEFAULT_HALO, minValue=MIN_HALO,
+                                                       maxValue=MAX_HALO)),
+                 self.tr("Pixels of context read around every tile and cropped away afterwards, so that no seams "
+                         "show between tiles."))
 
     def add_tile_prompts(self) -> None:
         self.add(advanced(QgsProcessingParameterBoolean(
             self.TILE_PROMPTS, self.tr("Adapt to each tile separately"), defaultValue=False)),
-                 "Off (default): the whole raster is treated alike, so tiles join without seams. On: each "
-                 "tile is treated by its own degradation, for scenes whose degradation changes across "
-                 "them (e.g. noise in one part only).")
+                 self.tr("Off (default): the whole raster is treated alike, so tiles join without seams. On: each "
+                         "tile is treated by its own degradation, for scenes whose degradation changes across "
+                         "them (e.g. noise in one part only)."))
 
     def add_device(self) -> None:
         self.add(advanced(text_enum(self.DEVICE, self.tr("Device"), list(DEVICES), DEVICES[0])),
-                 "Where the network runs: auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu or "
-                 "cuda (fails when no GPU is visible).")
+                 self.tr("Where the network runs: auto (a CUDA GPU when PyTorch sees one, else the CPU), cpu or "
+                         "cuda (fails when no GPU is visible)."))
 
     # --- reading parameters ---------------------------------------------------------------
     def not_a_raster(self, parameters: dict, name: str) -> str:
@@ -219,7 +240,7 @@ class DampAlgorithm(QgsProcessingAlgorithm):
         if model not in (None, ""):
             problem = model_problem(self.parameterAsFile(parameters, self.MODEL, context) or str(model))
             if problem:
-                return False, self.tr(problem)
+                return False, problem
         for definition in self.parameterDefinitions():
             name = definition.name()
             if (definition.type() == "raster" and parameters.get(name) not in (None, "")
@@ -323,27 +344,48 @@ class DampAlgorithm(QgsProcessingAlgorithm):
         return destination
 
     @staticmethod
-    def callbacks(feedback: QgsProcessingFeedback) -> dict[str, Callable]:
-        """The engine's progress (fraction 0..1) and cancel hooks, wired to the feedback object."""
-        return {"progress": lambda fraction: feedback.setProgress(100.0 * fraction),
+    def callbacks(feedback: QgsProcessingFeedback, start: float = 0.0, end: float = 100.0) -> dict[str, Callable]:
+        """The engine's progress (fraction 0..1, shown from ``start`` to ``end`` percent) and cancel
+        hooks, wired to the feedback object."""
+        return {"progress": lambda fraction: feedback.setProgress(start + (end - start) * fraction),
                 "cancelled": feedback.isCanceled}
 
+    @staticmethod
+    def advance(feedback: QgsProcessingFeedback, percent: float) -> None:
+        """Report that the run has come ``percent`` of the way, and stop it here (DampCancelled,
+        which ends the run as cancelled) when the user has cancelled: for algorithms whose engine
+        calls work on a whole raster at once, between those calls."""
+        feedback.setProgress(percent)
+        if feedback.isCanceled():
+            raise DampCancelled("cancelled")
+
     # --- running --------------------------------------------------------------------------
+    def canExecute(self) -> tuple[bool, str]:  # noqa: N802 (QGIS API)
+        """False, with what to install, when QGIS's Python lacks torch or safetensors: the toolbox
+        then says so before the dialog opens."""
+        problem = torch_problem()
+        return problem is None, problem or ""
+
     def processAlgorithm(self, parameters: dict, context: QgsProcessingContext,  # noqa: N802 (QGIS API)
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
         """Run :meth:`process`; every failure a user can fix becomes one QgsProcessingException sentence.
 
-        Engine errors (bad input, damaged files, unwritable folders) carry their own sentence; a
-        cancel, an exhausted memory and an operating-system error are worded here. The engine has
-        already removed every temporary file, and no output was moved into place.
+        Engine errors (bad input, damaged files, unwritable folders) carry their own sentence; an
+        exhausted memory and an operating-system error are worded here. A cancel is no failure: the
+        run ends with a warning and no outputs, as QGIS's own algorithms end. The engine has already
+        removed every temporary file, and no output was moved into place. ``qgis_process`` and
+        ``processing.run`` do not ask :meth:`canExecute`, so the torch check runs here too.
         """
-        require_torch()
+        ok, problem = self.canExecute()
+        if not ok:
+            raise QgsProcessingException(problem)
         try:
             return self.process(parameters, context, feedback)
         except DampInputError as exc:
             raise QgsProcessingException(str(exc)) from None
         except DampCancelled:
-            raise QgsProcessingException(self.tr("Cancelled: no output was written.")) from None
+            feedback.pushWarning(self.tr("Cancelled: no output was written."))
+            return {}
         except MemoryError:
             raise QgsProcessingException(self.tr(
                 "Not enough memory for this run: choose a smaller tile size, or crop the raster first. No "

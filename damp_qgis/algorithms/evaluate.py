@@ -14,13 +14,15 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from .base import DampAlgorithm
+from .base import DampAlgorithm, tr
 
-SCORES = {
-    "PSNR": ("Peak signal-to-noise ratio (dB)", "Per band, averaged over bands, capped at 100 dB; higher is better."),
-    "SSIM": ("Structural similarity", "Per band (7×7 window), averaged over bands; 1 is identical."),
-    "SAM": ("Spectral angle mapper (degrees)", "Mean angle between reference and test spectra; lower is better."),
-    "ERGAS": ("ERGAS", "Relative dimensionless global error; lower is better."),
+SCORES = {  # key: (title, meaning), for the whole raster
+    "PSNR": (tr("Peak signal-to-noise ratio (dB)"),
+             tr("Per band, averaged over bands, capped at 100 dB; higher is better.")),
+    "SSIM": (tr("Structural similarity"), tr("Per band (7×7 window), averaged over bands; 1 is identical.")),
+    "SAM": (tr("Spectral angle mapper (degrees)"),
+            tr("Mean angle between reference and test spectra; lower is better.")),
+    "ERGAS": (tr("ERGAS"), tr("Relative dimensionless global error; lower is better.")),
 }
 PART_SUFFIX = "_DEGRADED_PART"  # PSNR_DEGRADED_PART, ...: the scores of the degraded part alone
 WHOLE, PART = "whole raster", "degraded part"
@@ -31,20 +33,21 @@ class EvaluateAlgorithm(DampAlgorithm):
 
     REFERENCE = "REFERENCE"
 
-    GROUP = "Analysis"
-    HELP = ("Says how close a raster (e.g. a restored one) is to a clean reference on the same grid, "
-            "with four standard scores: PSNR and SSIM (higher is better), SAM, the spectral angle, and "
-            "ERGAS (lower is better).")
-    NOTES = ("When the raster carries the record of a simulated degradation (it was made by Simulate "
-             "degradation, or restored from such a raster), a second row scores only the values that "
-             "degradation changed, e.g. the lost bands, the missing pixels or the striped columns: "
-             "there the untouched rest cannot flatter the degraded raster, and the restored one is "
-             "judged where it had work to do. Degradations that change every value (noise, blur) have "
-             "no second row: the whole raster is their degraded part.",
-             "The whole raster is scored as the field does: the peak of PSNR is the reference's maximum "
-             "over the scored pixels, both rasters are divided by it and neither is clipped, so a raster "
-             "scored against itself gets 100 dB (the cap), SSIM 1, SAM 0 and ERGAS 0; the log states the "
-             "peak. Pixels invalid in either raster and bands without data in the reference are left out.")
+    GROUP_ID = "analysis"
+    TAGS = tr("hyperspectral,quality,evaluate,PSNR,SSIM,SAM,ERGAS,reference,benchmark,DAMP")
+    HELP = tr("Says how close a raster (e.g. a restored one) is to a clean reference on the same grid, "
+              "with four standard scores: PSNR and SSIM (higher is better), SAM, the spectral angle, and "
+              "ERGAS (lower is better).")
+    NOTES = (tr("When the raster carries the record of a simulated degradation (it was made by Simulate "
+                "degradation, or restored from such a raster), a second row scores only the values that "
+                "degradation changed, e.g. the lost bands, the missing pixels or the striped columns: "
+                "there the untouched rest cannot flatter the degraded raster, and the restored one is "
+                "judged where it had work to do. Degradations that change every value (noise, blur) have "
+                "no second row: the whole raster is their degraded part."),
+             tr("The whole raster is scored as the field does: the peak of PSNR is the reference's maximum "
+                "over the scored pixels, both rasters are divided by it and neither is clipped, so a raster "
+                "scored against itself gets 100 dB (the cap), SSIM 1, SAM 0 and ERGAS 0; the log states the "
+                "peak. Pixels invalid in either raster and bands without data in the reference are left out."))
 
     def name(self) -> str:
         return "evaluate"
@@ -54,19 +57,20 @@ class EvaluateAlgorithm(DampAlgorithm):
 
     def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802 (QGIS API)
         self.add(QgsProcessingParameterRasterLayer(self.REFERENCE, self.tr("Clean reference raster")),
-                 "The clean (ground-truth) raster.")
+                 self.tr("The clean (ground-truth) raster."))
         self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Raster to score")),
-                 "The raster to score, e.g. a restored one: same bands, rows and columns as the reference.")
+                 self.tr("The raster to score, e.g. a restored one: same bands, rows and columns as the reference."))
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr("Quality table"), QgsProcessing.TypeVector),
-                 "A table without geometry (e.g. a .csv file): reference, raster, part (“whole raster”, "
-                 "then “degraded part” when the raster records its degradation), kind, bands, share (of "
-                 "the values scored), psnr, ssim, sam and ergas.")
+                 self.tr("A table without geometry (e.g. a .csv file): reference, raster, part (“whole raster”, "
+                         "then “degraded part” when the raster records its degradation), kind, bands, share (of "
+                         "the values scored), psnr, ssim, sam and ergas."))
         for key, (title, meaning) in SCORES.items():
-            self.add_output_with_help(QgsProcessingOutputNumber(key, self.tr(title)), meaning)
+            self.add_output_with_help(QgsProcessingOutputNumber(key, title), meaning)
         for key, (title, meaning) in SCORES.items():
-            self.add_output_with_help(QgsProcessingOutputNumber(key + PART_SUFFIX, self.tr(f"{title}, degraded part")),
-                                      f"{meaning} Only the values the recorded degradation changed; empty "
-                                      "without a record or when it changed every value.")
+            self.add_output_with_help(
+                QgsProcessingOutputNumber(key + PART_SUFFIX, self.tr("{title}, degraded part").format(title=title)),
+                self.tr("{meaning} Only the values the recorded degradation changed; empty without a record or "
+                        "when it changed every value.").format(meaning=meaning))
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
@@ -77,6 +81,7 @@ class EvaluateAlgorithm(DampAlgorithm):
         values = evaluate_rasters(reference, test)
         scores = {key: values[key.lower()] for key in SCORES}
         record = read_record(test)
+        self.advance(feedback, 50 if record else 90)
         rows = [{"reference": reference, "raster": test, "part": WHOLE, "kind": record["kind"] if record else "",
                  "bands": open_raster(test).bands, "share": 1.0, **{k.lower(): v for k, v in scores.items()}}]
         self.report(feedback, WHOLE, scores)
@@ -89,7 +94,9 @@ class EvaluateAlgorithm(DampAlgorithm):
                          "bands": part.bands_scored, "share": part.part.share,
                          **{k.lower(): v for k, v in part_scores.items()}})
             self.report(feedback, f"{PART} ({part.describe()})", part_scores)
+        self.advance(feedback, 90)
         table = self.write_table(parameters, self.OUTPUT, context, rows)
+        feedback.setProgress(100)
         self.load_as(context, table, self.output_name(parameters, context, "quality"))
         return {self.OUTPUT: table, **scores, **{key + PART_SUFFIX: value for key, value in part_scores.items()}}
 

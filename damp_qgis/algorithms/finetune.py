@@ -13,7 +13,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from .base import MODEL_FILTER, DampAlgorithm
+from .base import MODEL_FILTER, DampAlgorithm, tr
 
 
 class FinetuneAlgorithm(DampAlgorithm):
@@ -21,14 +21,15 @@ class FinetuneAlgorithm(DampAlgorithm):
 
     STEPS = "STEPS"
 
-    GROUP = "Training"
-    HELP = ("Teaches the model your sensor and scenes: give it clean rasters of the kind you want to "
-            "restore, and it practises on them by degrading random crops (noise, blur, coarser "
-            "pixels, gaps, lost bands, stripes) and learning to undo that. The result is a new model "
-            "file (.safetensors, with its .json card beside it) that Restore, Super-resolve and "
-            "Routing map accept as their model.")
-    NOTES = ("Time: a GPU makes this much faster; on a CPU start with a few hundred steps (a few "
-             "minutes). The device is under Advanced parameters.",)
+    GROUP_ID = "training"
+    TAGS = tr("hyperspectral,fine-tune,training,model,sensor,deep learning,DAMP")
+    HELP = tr("Teaches the model your sensor and scenes: give it clean rasters of the kind you want to "
+              "restore, and it practises on them by degrading random crops (noise, blur, coarser "
+              "pixels, gaps, lost bands, stripes) and learning to undo that. The result is a new model "
+              "file (.safetensors, with its .json card beside it) that Restore, Super-resolve and "
+              "Routing map accept as their model.")
+    NOTES = (tr("Time: a GPU makes this much faster; on a CPU start with a few hundred steps (a few "
+                "minutes). The device is under Advanced parameters."),)
 
     def name(self) -> str:
         return "finetune"
@@ -39,15 +40,15 @@ class FinetuneAlgorithm(DampAlgorithm):
     def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802 (QGIS API)
         self.add(QgsProcessingParameterMultipleLayers(self.INPUT, self.tr("Clean training rasters"),
                                                       QgsProcessing.TypeRaster),
-                 "One or more clean hyperspectral rasters (at least 3 bands each) of the kind you "
-                 "want to restore.")
-        self.add_model("Base model (empty: the bundled model)")
+                 self.tr("One or more clean hyperspectral rasters (at least 3 bands each) of the kind you "
+                         "want to restore."))
+        self.add_model(self.tr("Base model (empty: the bundled model)"))
         self.add(QgsProcessingParameterNumber(self.STEPS, self.tr("Training steps"), defaultValue=300,
                                               minValue=1, maxValue=1_000_000),
-                 "Optimisation steps, each on a batch of random crops of the rasters.")
+                 self.tr("Optimisation steps, each on a batch of random crops of the rasters."))
         self.add_device()
         self.add(QgsProcessingParameterFileDestination(self.OUTPUT, self.tr("Fine-tuned model"), MODEL_FILTER),
-                 "The new model, a .safetensors file; its .json model card is written beside it.")
+                 self.tr("The new model, a .safetensors file; its .json model card is written beside it."))
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:

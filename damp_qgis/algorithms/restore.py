@@ -14,7 +14,7 @@ from qgis.core import (
 
 from damp_engine import parse_bands  # one parser for the plugin and `damp restore --bad-bands`
 
-from .base import CPU_TIME, HANDLES_WELL, DampAlgorithm, device_words
+from .base import CPU_TIME, HANDLES_WELL, DampAlgorithm, device_words, tr
 
 
 class RestoreAlgorithm(DampAlgorithm):
@@ -23,17 +23,19 @@ class RestoreAlgorithm(DampAlgorithm):
     MASK, BAD_BANDS = "MASK", "BAD_BANDS"
     ROUTING_MAP, PROMPT_MAP, REPORT = "ROUTING_MAP", "PROMPT_MAP", "REPORT"
 
-    GROUP = "Restoration"
-    HELP = ("Cleans a degraded hyperspectral raster: removes noise, stripes and dead lines, fills "
-            "missing pixels, rebuilds lost bands and sharpens blurred detail, with one model and "
-            "without being told which degradation it is: the model measures how the raster is "
-            "degraded and adapts to it. The result keeps the grid, CRS, nodata, band names and "
-            "wavelengths of the input and opens in true colour as “<input> — restored”; compare "
-            "spectra before and after in the DAMP dock.")
+    GROUP_ID = "restoration"
+    TAGS = tr("hyperspectral,restoration,restore,denoise,deblur,destripe,dead lines,inpainting,gap filling,"
+              "bad bands,deep learning,DAMP")
+    HELP = tr("Cleans a degraded hyperspectral raster: removes noise, stripes and dead lines, fills "
+              "missing pixels, rebuilds lost bands and sharpens blurred detail, with one model and "
+              "without being told which degradation it is: the model measures how the raster is "
+              "degraded and adapts to it. The result keeps the grid, CRS, nodata, band names and "
+              "wavelengths of the input and opens in true colour as “<input> — restored”; compare "
+              "spectra before and after in the DAMP dock.")
     NOTES = (HANDLES_WELL, CPU_TIME,
-             "Rasters of any size fit in memory: they are processed in tiles. Tile size, overlap, "
-             "device and per-tile adaptation are under Advanced parameters; the optional run report "
-             "records the technical details (experts used, scale factor, timings).")
+             tr("Rasters of any size fit in memory: they are processed in tiles. Tile size, overlap, "
+                "device and per-tile adaptation are under Advanced parameters; the optional run report "
+                "records the technical details (experts used, scale factor, timings)."))
 
     def name(self) -> str:
         return "restore"
@@ -43,34 +45,34 @@ class RestoreAlgorithm(DampAlgorithm):
 
     def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802 (QGIS API)
         self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Degraded raster")),
-                 "The hyperspectral raster to clean (GeoTIFF, ENVI or VRT; at least 3 bands).")
+                 self.tr("The hyperspectral raster to clean (GeoTIFF, ENVI or VRT; at least 3 bands)."))
         self.add(QgsProcessingParameterRasterLayer(self.MASK, self.tr("Gap mask"), optional=True),
-                 "Optional single-band raster on the same grid whose non-zero pixels are missing data "
-                 "(clouds, dead pixels) to be filled in.")
+                 self.tr("Optional single-band raster on the same grid whose non-zero pixels are missing data "
+                         "(clouds, dead pixels) to be filled in."))
         self.add(QgsProcessingParameterString(self.BAD_BANDS, self.tr("Bad bands"), optional=True),
-                 "Optional 1-based numbers of bands that are lost or unusable and are rebuilt from the "
-                 "others, e.g. 1,2,130-135.")
+                 self.tr("Optional 1-based numbers of bands that are lost or unusable and are rebuilt from the "
+                         "others, e.g. 1,2,130-135."))
         self.add_model()
         self.add_tile()
         self.add_halo()
         self.add_tile_prompts()
         self.add_device()
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Restored raster")),
-                 "The restored raster (GeoTIFF .tif or ENVI .bsq/.bil/.bip): the input's data type, scale "
-                 "and nodata for integer inputs, float32 otherwise.")
+                 self.tr("The restored raster (GeoTIFF .tif or ENVI .bsq/.bil/.bip): the input's data type, scale "
+                         "and nodata for integer inputs, float32 otherwise."))
         self.add(QgsProcessingParameterRasterDestination(self.ROUTING_MAP, self.tr("Routing map"),
                                                          optional=True, createByDefault=False),
-                 "Optional raster showing which of the model's experts worked where: for every tile and "
-                 "decoder block (one band each), the number (from 1) of the expert that did most of the "
-                 "work; 0 where nothing was restored.")
+                 self.tr("Optional raster showing which of the model's experts worked where: for every tile and "
+                         "decoder block (one band each), the number (from 1) of the expert that did most of the "
+                         "work; 0 where nothing was restored."))
         self.add(QgsProcessingParameterRasterDestination(self.PROMPT_MAP, self.tr("Prompt map"),
                                                          optional=True, createByDefault=False),
-                 "Optional raster with the six degradation measures of every tile (one band each): "
-                 "where the raster is noisy, blurred or has gaps.")
+                 self.tr("Optional raster with the six degradation measures of every tile (one band each): "
+                         "where the raster is noisy, blurred or has gaps."))
         self.add(QgsProcessingParameterFileDestination(self.REPORT, self.tr("Run report"), "JSON (*.json)",
                                                        optional=True, createByDefault=False),
-                 "Optional JSON file recording the model, device, timings, scale factor, the degradation "
-                 "measures and the experts used.")
+                 self.tr("Optional JSON file recording the model, device, timings, scale factor, the degradation "
+                         "measures and the experts used."))
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from qgis.core import (
     QgsProcessingFeedback,
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterFile,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
@@ -22,20 +21,19 @@ from qgis.core import (
 
 from damp_engine import DampCancelled, parse_bands
 
-from .base import DampAlgorithm
-
-DASK_MISSING = (
-    "Restoring a folder needs Dask distributed, but the Python that QGIS runs cannot import it ({missing}). "
-    "Install it into QGIS's Python with: pip install 'dask[distributed]' tqdm (Linux: python3 -m pip "
-    "install --user 'dask[distributed]' tqdm; Windows: from the OSGeo4W Shell), then restart QGIS.")
+from .base import DampAlgorithm, advanced, tr
 
 
-def require_dask() -> None:
-    """Raise a QgsProcessingException that says how to install Dask when it cannot be imported."""
+def dask_problem() -> str | None:
+    """What to install when QGIS's Python cannot import Dask distributed (one paragraph), else None."""
     try:
         importlib.import_module("distributed")
     except ImportError as exc:
-        raise QgsProcessingException(DASK_MISSING.format(missing=exc)) from None
+        return tr("Restoring a folder needs Dask distributed, but the Python that QGIS runs cannot import it "
+                  "({missing}). Install it into QGIS's Python with: pip install 'dask[distributed]' tqdm (Linux: "
+                  "python3 -m pip install --user 'dask[distributed]' tqdm; Windows: from the OSGeo4W Shell), then "
+                  "restart QGIS.").format(missing=exc)
+    return None
 
 
 def use_python_for_workers() -> None:
@@ -56,25 +54,26 @@ def use_python_for_workers() -> None:
             return
 
 
-def advanced(parameter: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
-    parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-    return parameter
-
-
 class RestoreFolderAlgorithm(DampAlgorithm):
     """Restore a folder of hyperspectral rasters, one Dask task per raster, with a manifest."""
 
     WORKERS, SCHEDULER, RETRIES, BAD_BANDS = "WORKERS", "SCHEDULER", "RETRIES", "BAD_BANDS"
     MANIFEST, RESTORED, SKIPPED, FAILED = "MANIFEST", "RESTORED", "SKIPPED", "FAILED"
 
-    GROUP = "Restoration"
-    HELP = ("Restores every raster of a folder (GeoTIFF, ENVI or VRT) with one DAMP model, as "
-            "'Restore hyperspectral raster' restores each, on several worker processes (a local Dask "
-            "cluster) or on a running Dask cluster. Each restored raster takes its input's file name in "
-            "the output folder and appears only when complete. A manifest (manifest.jsonl in the output "
-            "folder) records every raster's state, checksums, timings and degradation prompt, so running "
-            "the algorithm again restores only what is missing or failed. A raster that fails is tried "
-            "again, then reported, while the others go on; the algorithm fails at the end, naming them.")
+    GROUP_ID = "restoration"
+    TAGS = tr("hyperspectral,restoration,batch,folder,archive,Dask,cluster,manifest,DAMP")
+    HELP = tr("Restores every raster of a folder (GeoTIFF, ENVI or VRT) with one DAMP model, as "
+              "'Restore hyperspectral raster' restores each, on several worker processes (a local Dask "
+              "cluster) or on a running Dask cluster. Each restored raster takes its input's file name in "
+              "the output folder and appears only when complete. A manifest (manifest.jsonl in the output "
+              "folder) records every raster's state, checksums, timings and degradation prompt, so running "
+              "the algorithm again restores only what is missing or failed. A raster that fails is tried "
+              "again, then reported, while the others go on; the algorithm fails at the end, naming them.")
+    # the numbers it outputs: (key, title, help text)
+    COUNTS = ((RESTORED, tr("Rasters restored by this run"), tr("The number of rasters restored by this run.")),
+              (SKIPPED, tr("Rasters already complete, kept"), tr("The number of rasters already complete, kept.")),
+              (FAILED, tr("Rasters that failed after their retries"),
+               tr("The number of rasters that failed after their retries.")))
 
     def name(self) -> str:
         return "restore_folder"
@@ -85,41 +84,47 @@ class RestoreFolderAlgorithm(DampAlgorithm):
     def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802 (QGIS API)
         self.add(QgsProcessingParameterFile(self.INPUT, self.tr("Folder of degraded rasters"),
                                             behavior=QgsProcessingParameterFile.Folder),
-                 "The folder whose rasters (.tif, .bsq, .bil, .bip, .img, .dat, .vrt; not its sub-folders) "
-                 "are restored.")
+                 self.tr("The folder whose rasters (.tif, .bsq, .bil, .bip, .img, .dat, .vrt; not its sub-folders) "
+                         "are restored."))
         self.add_model()
         self.add_tile()
         self.add_halo()
         self.add_tile_prompts()
         self.add_device()
         self.add(QgsProcessingParameterString(self.BAD_BANDS, self.tr("Bad bands"), optional=True),
-                 "Optional 1-based numbers of bands that are lost or unusable in every raster and are "
-                 "rebuilt from the others, e.g. 1,2,130-135.")
+                 self.tr("Optional 1-based numbers of bands that are lost or unusable in every raster and are "
+                         "rebuilt from the others, e.g. 1,2,130-135."))
         self.add(QgsProcessingParameterNumber(self.WORKERS, self.tr("Worker processes (0: one per CPU core)"),
                                               defaultValue=0, minValue=0, maxValue=256),
-                 "How many rasters are restored at once, each by its own process with one CPU thread. "
-                 "0 starts one per CPU core (never more than there are rasters to restore).")
+                 self.tr("How many rasters are restored at once, each by its own process with one CPU thread. "
+                         "0 starts one per CPU core (never more than there are rasters to restore)."))
         self.add(advanced(QgsProcessingParameterString(self.SCHEDULER, self.tr("Dask scheduler address"),
                                                        optional=True)),
-                 "Optional address of a running Dask scheduler (e.g. tcp://node1:8786) whose workers "
-                 "restore the rasters instead of local processes; they must reach the same files.")
+                 self.tr("Optional address of a running Dask scheduler (e.g. tcp://node1:8786) whose workers "
+                         "restore the rasters instead of local processes; they must reach the same files."))
         self.add(advanced(QgsProcessingParameterNumber(self.RETRIES, self.tr("Retries of a failed raster"),
                                                        defaultValue=2, minValue=0, maxValue=10)),
-                 "How many more times a raster that fails (unreadable file, worker stopped) is tried "
-                 "before it is reported.")
+                 self.tr("How many more times a raster that fails (unreadable file, worker stopped) is tried "
+                         "before it is reported."))
         self.add(QgsProcessingParameterFolderDestination(self.OUTPUT, self.tr("Folder of restored rasters")),
-                 "Where the restored rasters and the manifest are written (created if missing). Rasters "
-                 "already restored there with the same settings are kept and not restored again.")
+                 self.tr("Where the restored rasters and the manifest are written (created if missing). Rasters "
+                         "already restored there with the same settings are kept and not restored again."))
         self.add_output_with_help(QgsProcessingOutputFile(self.MANIFEST, self.tr("Manifest")),
-                                  "manifest.jsonl in the output folder: one JSON record per raster and attempt.")
-        for key, what in ((self.RESTORED, "restored by this run"), (self.SKIPPED, "already complete, kept"),
-                          (self.FAILED, "that failed after their retries")):
-            self.add_output_with_help(QgsProcessingOutputNumber(key, self.tr(f"Rasters {what}")),
-                                      f"The number of rasters {what}.")
+                                  self.tr("manifest.jsonl in the output folder: one JSON record per raster and "
+                                          "attempt."))
+        for key, title, help_text in self.COUNTS:
+            self.add_output_with_help(QgsProcessingOutputNumber(key, title), help_text)
+
+    def canExecute(self) -> tuple[bool, str]:  # noqa: N802 (QGIS API)
+        """As every DAMP algorithm (torch), and Dask distributed too."""
+        ok, problem = super().canExecute()
+        if not ok:
+            return ok, problem
+        problem = dask_problem()
+        return problem is None, problem or ""
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        require_dask()
         from damp_engine import restore_batch
 
         scheduler = self.parameterAsString(parameters, self.SCHEDULER, context).strip() or None
@@ -145,8 +150,9 @@ class RestoreFolderAlgorithm(DampAlgorithm):
                 device=self.device(parameters, context), prompt_scope=self.prompt_scope(parameters, context),
                 bad_bands=parse_bands(self.parameterAsString(parameters, self.BAD_BANDS, context)),
                 on_scene=on_scene, log=feedback.pushInfo, **self.callbacks(feedback))
-        except DampCancelled as exc:  # the finished rasters stay: say so, not "no output was written"
-            raise QgsProcessingException(str(exc)) from None
+        except DampCancelled as exc:  # a cancel, not a failure; the finished rasters stay: say so
+            feedback.pushWarning(str(exc))
+            return {self.OUTPUT: self.parameterAsString(parameters, self.OUTPUT, context)}
         feedback.pushInfo(report.summary())
         if report.failed:
             raise QgsProcessingException("; ".join(report.failure_lines()))

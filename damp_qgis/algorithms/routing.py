@@ -10,19 +10,20 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from .base import CPU_TIME, DampAlgorithm, device_words
+from .base import CPU_TIME, DampAlgorithm, device_words, tr
 
 
 class RoutingAlgorithm(DampAlgorithm):
     """Write the dominant expert of every tile and decoder stage as a raster."""
 
-    GROUP = "Analysis"
-    HELP = ("Shows where the model would treat a raster differently: the model has several "
-            "specialised parts (experts), and this map says, for every tile and for each of the "
-            "model's decoder blocks (one band each), which expert does most of the work there. Parts "
-            "with different degradations (e.g. a striped or a blurred area) show up as areas handled "
-            "by different experts. Nothing is restored; Restore's optional routing map gives both at once.")
-    NOTES = (CPU_TIME, "Tile size, device and per-tile adaptation are under Advanced parameters.")
+    GROUP_ID = "analysis"
+    TAGS = tr("hyperspectral,routing,experts,mixture of experts,map,analysis,DAMP")
+    HELP = tr("Shows where the model would treat a raster differently: the model has several "
+              "specialised parts (experts), and this map says, for every tile and for each of the "
+              "model's decoder blocks (one band each), which expert does most of the work there. Parts "
+              "with different degradations (e.g. a striped or a blurred area) show up as areas handled "
+              "by different experts. Nothing is restored; Restore's optional routing map gives both at once.")
+    NOTES = (CPU_TIME, tr("Tile size, device and per-tile adaptation are under Advanced parameters."))
 
     def name(self) -> str:
         return "routing"
@@ -32,14 +33,14 @@ class RoutingAlgorithm(DampAlgorithm):
 
     def initAlgorithm(self, config: dict | None = None) -> None:  # noqa: N802 (QGIS API)
         self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Hyperspectral raster")),
-                 "The raster whose routing to map (at least 3 bands).")
+                 self.tr("The raster whose routing to map (at least 3 bands)."))
         self.add_model()
         self.add_tile()
         self.add_tile_prompts()
         self.add_device()
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Routing map")),
-                 "Raster on the input's grid with one band per decoder expert block and, as value, the "
-                 "number (from 1) of the expert with the largest gate in each tile; 0 where there is no data.")
+                 self.tr("Raster on the input's grid with one band per decoder expert block and, as value, the "
+                         "number (from 1) of the expert with the largest gate in each tile; 0 where there is no data."))
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from qgis.core import (
 
 from damp_engine import parse_parameters  # one parser for the plugin and `damp degrade --param`
 
-from .base import DampAlgorithm, text_enum
+from .base import DampAlgorithm, text_enum, tr
 
 
 def format_defaults(defaults: dict[str, object]) -> str:
@@ -35,17 +35,18 @@ class SimulateAlgorithm(DampAlgorithm):
 
     KIND, PARAMETERS, SEED = "KIND", "PARAMETERS", "SEED"
 
-    GROUP = "Simulation"
-    HELP = ("Writes a degraded copy of a clean raster, to see what the restoration can do on data "
-            "whose clean version you know: restore the copy, then score both against the clean "
-            "raster with Evaluate quality (or run the Simulate, restore and evaluate workflow). Also "
-            "useful to see how the degradation measures react, or to prepare fine-tuning data. The "
-            "same seed gives the same result. Noise levels are in 0-255 units of the data scaled to "
-            "[0, 1], as in the paper; nothing is clipped. What was applied, with every parameter, is "
-            "stored in the output's metadata (DAMP_DEGRADATION); Evaluate quality reads it to score "
-            "the degraded bands and pixels on their own. The output opens as “<input> — degraded (<kind>)”.")
-    NOTES = ("Good examples of what the restoration handles: gaussian_noise (sigma=30), complex, "
-             "inpaint (missing pixels) and band_loss (lost bands, judged by the degraded part's score).",)
+    GROUP_ID = "simulation"
+    TAGS = tr("hyperspectral,simulation,degradation,noise,blur,stripes,inpainting,band loss,benchmark,DAMP")
+    HELP = tr("Writes a degraded copy of a clean raster, to see what the restoration can do on data "
+              "whose clean version you know: restore the copy, then score both against the clean "
+              "raster with Evaluate quality (or run the Simulate, restore and evaluate workflow). Also "
+              "useful to see how the degradation measures react, or to prepare fine-tuning data. The "
+              "same seed gives the same result. Noise levels are in 0-255 units of the data scaled to "
+              "[0, 1], as in the paper; nothing is clipped. What was applied, with every parameter, is "
+              "stored in the output's metadata (DAMP_DEGRADATION); Evaluate quality reads it to score "
+              "the degraded bands and pixels on their own. The output opens as “<input> — degraded (<kind>)”.")
+    NOTES = (tr("Good examples of what the restoration handles: gaussian_noise (sigma=30), complex, "
+                "inpaint (missing pixels) and band_loss (lost bands, judged by the degraded part's score)."),)
 
     def name(self) -> str:
         return "simulate"
@@ -58,17 +59,17 @@ class SimulateAlgorithm(DampAlgorithm):
 
         defaults = "; ".join(f"{kind}: {format_defaults(PARAMETERS[kind])}" for kind in KINDS)
         self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Clean raster")),
-                 "The raster to degrade (at least 3 bands).")
+                 self.tr("The raster to degrade (at least 3 bands)."))
         self.add(text_enum(self.KIND, self.tr("Degradation"), list(KINDS), KINDS[0]),
-                 "The degradation to apply: " + ", ".join(KINDS) + ".")
+                 self.tr("The degradation to apply: {kinds}.").format(kinds=", ".join(KINDS)))
         self.add(QgsProcessingParameterString(self.PARAMETERS, self.tr("Degradation parameters"),
                                               optional=True),
-                 "Optional NAME=VALUE pairs separated by commas that override the defaults of the "
-                 f"chosen degradation, e.g. sigma=30. Defaults — {defaults}.")
+                 self.tr("Optional NAME=VALUE pairs separated by commas that override the defaults of the "
+                         "chosen degradation, e.g. sigma=30. Defaults — {defaults}.").format(defaults=defaults))
         self.add(QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), defaultValue=0, minValue=0),
-                 "Seed of every random choice; the same seed gives the same degraded raster.")
+                 self.tr("Seed of every random choice; the same seed gives the same degraded raster."))
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Degraded raster")),
-                 "The degraded raster: float32, same grid, nodata and wavelengths as the input.")
+                 self.tr("The degraded raster: float32, same grid, nodata and wavelengths as the input."))
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
@@ -77,8 +78,9 @@ class SimulateAlgorithm(DampAlgorithm):
         source = self.input_raster(parameters, self.INPUT, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         kind = self.parameterAsEnumString(parameters, self.KIND, context)
+        params = parse_parameters(self.parameterAsString(parameters, self.PARAMETERS, context))
         record = degrade_raster(source, output, kind, seed=self.parameterAsInt(parameters, self.SEED, context),
-                                **parse_parameters(self.parameterAsString(parameters, self.PARAMETERS, context)))
+                                **{**params, **self.callbacks(feedback)})
         feedback.pushInfo(f"Applied {kind.replace('_', ' ')} with {format_defaults(record.params)} "
                           f"(seed {record.seed}) to {len(record.bands)} band(s)"
                           + (f", {100 * record.pixel_fraction:.2g} % of the values." if record.pixel_fraction
