@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from bench.baselines import CLOSED_FORM, baselines_for
 from damp_engine.checkpoint import load_model
 from damp_engine.evaluation import TASKS, Case, mean_scores, run_suite, score, summarise
-from damp_engine.train import file_sha256
+from damp_engine.training_data import file_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SCENES = [ROOT.parent / "shared" / "data" / "hsi" / "test", ROOT.parent / "shared" / "data" / "hsi" / "test_rs"]

@@ -33,7 +33,7 @@ _API = {
     "read_raster": "damp_engine.reading",
     "inspect_raster": "damp_engine.inspect",
     "restore_batch": "damp_engine.batch",
-    "finetune": "damp_engine.train",
+    "finetune": "damp_engine.finetune",
     "load_model": "damp_engine.checkpoint",
     "open_raster": "damp_engine.raster",
     "RasterReader": "damp_engine.raster",

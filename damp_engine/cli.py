@@ -178,14 +178,22 @@ def cmd_evaluate_suite(args: argparse.Namespace) -> None:
         print(f"{row['scene']:<34}{row['label']:<22}{cells[0]:>26}{cells[1]:>26}")
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def cmd_train(args: argparse.Namespace) -> int | None:
+    """Train here, or in N data-parallel processes (``--nproc N``) that each run these arguments."""
+    from . import distributed
+    from .checkpoint import resolve_device
     from .train import TrainConfig, train
 
+    if args.nproc < 1:
+        raise DampInputError(f"--nproc is a number of processes, at least 1, not {args.nproc}.")
+    if args.nproc > 1 and not distributed.launched():
+        return distributed.launch(args.nproc, args.command_line[1:])
     cfg = TrainConfig(data=args.data, out=args.out, preset=args.preset, steps=args.steps, batch=args.batch,
                       crop=args.crop, lr=args.lr, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes,
                       device=args.device, threads=args.threads, base_model=args.init_from,
                       loader_workers=args.loader_workers)
-    train(cfg, resume=args.resume)
+    with distributed.process_group(resolve_device(args.device)):
+        train(cfg, resume=args.resume)
 
 
 def _degrade_help() -> str:
@@ -250,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from --out and its optimiser state if present")
     p.add_argument("--init-from", default=None, metavar="MODEL",
                    help="start from these weights (*.safetensors) with a fresh optimiser and schedule")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train data-parallel in N processes, a GPU each on CUDA; --batch is the global batch (default 1)")
 
     def tiling_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", default=None, help="model weights (*.safetensors; default: the bundled model)")
@@ -358,7 +368,9 @@ def _fail(message: object, code: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = argv  # what `damp train --nproc N` hands on to its N processes
     # Overflow or NaN in intermediate sums of a damaged raster is handled where it matters; numpy's
     # warnings about it would only print lines that are not the one sentence the user gets.
     with _termination_as_interrupt(), np.errstate(all="ignore"):

@@ -11,7 +11,8 @@ from conftest import smooth_cube, write_raster
 from damp_engine.checkpoint import load_model, save_checkpoint
 from damp_engine.errors import DampCancelled, DampInputError
 from damp_engine.model import DAMP, get_preset
-from damp_engine.train import TrainConfig, finetune, train
+from damp_engine.finetune import finetune
+from damp_engine.train import TrainConfig, train
 
 
 @pytest.fixture
@@ -100,7 +101,8 @@ def test_missing_training_data_is_a_clear_error(tmp_path):
 def test_background_batches_equal_the_inline_ones(tmp_path, data):
     from dataclasses import replace
 
-    from damp_engine.train import BatchStream, list_rasters, load_scene
+    from damp_engine.train import BatchStream
+    from damp_engine.training_data import list_rasters, load_scene
 
     cfg = config(data, tmp_path / "m.safetensors", steps=3)
     files = list_rasters(cfg.data)
@@ -134,7 +136,7 @@ def test_a_training_scene_fills_incomplete_pixels_with_each_bands_median_over_co
 
     from damp_engine.raster import RasterReader
     from damp_engine.scaling import measure_scaling
-    from damp_engine.train import load_scene
+    from damp_engine.training_data import load_scene
 
     cube = smooth_cube(6, 40, 40, seed=4)
     cube[2, 5:9, 3] = np.nan
