@@ -6,7 +6,8 @@ defaults. It is imported lazily, so that ``import damp_engine`` stays cheap (tor
 only when a name that needs it is first used).
 
 Names never shadow a submodule: ``damp_engine.degrade`` is always the module, and its cube
-function is ``degrade_cube`` here (``damp_engine.degrade.degrade`` there).
+function is ``degrade_cube`` here (``damp_engine.degrade.degrade`` there); fine-tuning is
+``finetune_model`` (``damp_engine.finetune.finetune``).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ _API = {
     "read_raster": "damp_engine.reading",
     "inspect_raster": "damp_engine.inspect",
     "restore_batch": "damp_engine.batch",
-    "finetune": "damp_engine.finetune",
+    "finetune_model": "damp_engine.finetune:finetune",
     "load_model": "damp_engine.checkpoint",
     "open_raster": "damp_engine.raster",
     "RasterReader": "damp_engine.raster",

@@ -52,7 +52,7 @@ class FinetuneAlgorithm(DampAlgorithm):
 
     def process(self, parameters: dict, context: QgsProcessingContext,
                 feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        from damp_engine import finetune
+        from damp_engine import finetune_model
 
         rasters = [self.check_raster(layer, self.INPUT) for layer in
                    self.parameterAsLayerList(parameters, self.INPUT, context)]
@@ -62,8 +62,8 @@ class FinetuneAlgorithm(DampAlgorithm):
         feedback.pushInfo(f"Fine-tuning {Path(base).stem if base else 'the bundled model'} on {len(rasters)} "
                           f"raster(s) for {steps} steps…")
         feedback.setProgressText(self.tr("Reading the rasters and the base model…"))
-        model = finetune(rasters, output, base=base, steps=steps, device=self.device(parameters, context),
-                         log=feedback.pushInfo,  # the loss every tenth of the run, the held-out check
-                         **self.callbacks(feedback))
+        model = finetune_model(rasters, output, base=base, steps=steps, device=self.device(parameters, context),
+                               log=feedback.pushInfo,  # the loss every tenth of the run, the held-out check
+                               **self.callbacks(feedback))
         feedback.pushInfo(f"Fine-tuned model written to {model} (model card: {Path(model).with_suffix('.json')}).")
         return {self.OUTPUT: str(model)}
