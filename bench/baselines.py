@@ -115,20 +115,20 @@ def subspace_closed_form(cube: np.ndarray, sigmas: np.ndarray | None = None) -> 
     is ignored), as `damp restore` does."""
     from damp_engine.coarse import detect_blocks, interpolate_blocks
     from damp_engine.restoration import restore_cube
-    from damp_engine.scene_analysis import NOISE_FREE_SIGMA, scene_basis
+    from damp_engine.scene_analysis import NOISE_FREE_SIGMA, scene_estimates
     from damp_engine.validity import validity_mask
 
     lost = (cube == 0).reshape(cube.shape[0], -1).all(axis=1)
     valid, _ = validity_mask(cube, np.ones(cube.shape, bool), lost)
-    basis = scene_basis(cube[None], valid[None])
+    basis, blur = scene_estimates(cube[None], valid[None])
     x, ok = torch.from_numpy(cube[None]).float(), torch.from_numpy(valid[None])
     blocks = detect_blocks([(cube, valid, 0, 0)])
     if blocks is not None:
-        x = interpolate_blocks(x, blocks, (0, 0))
-    keep = blocks is None and float(np.nanmedian(basis.noise_sigma)) < NOISE_FREE_SIGMA
+        x, blur = interpolate_blocks(x, blocks, (0, 0)), 0.0
     noise_free = float(np.nanmedian(basis.noise_sigma)) < NOISE_FREE_SIGMA
+    keep = blocks is None and noise_free and not blur
     return restore_cube(None, basis, x, ok, torch.zeros(1, 6), 1.0 if noise_free else 0.0,
-                        keep_valid=keep).cube[0].numpy()
+                        keep_valid=keep, blur=blur).cube[0].numpy()
 
 
 def closed_form_task(degraded: np.ndarray, record: Degradation) -> np.ndarray:

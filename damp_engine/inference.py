@@ -58,13 +58,14 @@ class NetworkRunner:
 
     def restore(self, basis: SpectralBasis, x: np.ndarray, valid: np.ndarray,
                 prompts: np.ndarray, complement_share: float = 0.0,
-                keep_valid: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                keep_valid: bool = False, blur: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """(restored (B, C, H, W) float32, gates (B, n_blocks, E) float32) of scaled tiles x with their
         validity (B, C, H, W) and the raw prompts (B, 6) that route them (complement_share and
-        keep_valid as for `restore_cube`)."""
+        keep_valid, blur as for `restore_cube`)."""
         cube, ok = self.upload(x), self.upload(valid, dtype=bool)
         with torch.inference_mode(), self._autocast():
-            result = restore_cube(self.net, basis, cube, ok, self.upload(prompts), complement_share, keep_valid)
+            result = restore_cube(self.net, basis, cube, ok, self.upload(prompts), complement_share, keep_valid,
+                                  blur)
         return result.cube.float().cpu().numpy(), result.trace.gates.float().cpu().numpy()
 
 

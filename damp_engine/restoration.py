@@ -3,7 +3,9 @@
 For a scaled cube x (B, C, H, W) with its validity mask and the scene's `SpectralBasis`:
 
 1. z  = the eigen-images of x, by least squares over each pixel's valid bands; pixels with no
-       valid band get a spatial interpolation of z and are flagged in the gap mask;
+       valid band get a spatial interpolation of z and are flagged in the gap mask; in a
+       noise-free scene with a Gaussian blur of width σ > 0 (`damp_engine.deblur`), z is
+       deconvolved;
 2. z₀ = the closed-form estimate (wavelet shrinkage of each eigen-image);
 3. ẑ  = z₀ + net(z, z₀, gap, prompt), the DAMP network routed by the scene's prompt;
 4. x̂  = m + E·ẑ + g·(x − m − E·z) on valid samples, g the share of the input's out-of-subspace
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .deblur import deconvolve
 from .model import DAMP, RoutingTrace
 from .subspace import SpectralBasis, fill_gaps, project, reconstruct, shrink
 
@@ -40,26 +43,30 @@ class Restored:
     aux: torch.Tensor
 
 
-def network_input(basis: SpectralBasis, x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input (B, 2K + 1, H, W) for DAMP, z (B, K, H, W)) of a scaled cube and its validity."""
+def network_input(basis: SpectralBasis, x: torch.Tensor, valid: torch.Tensor,
+                  blur: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input (B, 2K + 1, H, W) for DAMP, z (B, K, H, W), z deconvolved of a Gaussian blur of width
+    `blur` (z itself when 0)) of a scaled cube and its validity."""
     z = project(basis, x, valid)
     usable = valid & torch.as_tensor(basis.weights > 0, device=x.device)[:, None, None]
     known = usable.any(dim=1, keepdim=True)
     z = fill_gaps(z, known)
-    z0 = shrink(basis, z)
+    sharp = deconvolve(z, blur)
+    z0 = shrink(basis, sharp)
     scale = torch.as_tensor(basis.signal_std, dtype=x.dtype, device=x.device)[:, None, None]
-    return torch.cat((z / scale, z0 / scale, (~known).to(x.dtype)), dim=1), z
+    return torch.cat((sharp / scale, z0 / scale, (~known).to(x.dtype)), dim=1), z, sharp
 
 
 def restore_cube(net: DAMP | None, basis: SpectralBasis, x: torch.Tensor, valid: torch.Tensor,
-                 prompt: torch.Tensor, complement_share: float = 0.0, keep_valid: bool = False) -> Restored:
+                 prompt: torch.Tensor, complement_share: float = 0.0, keep_valid: bool = False,
+                 blur: float = 0.0) -> Restored:
     """Restore scaled cubes x (B, C, H, W) with validity (B, C, H, W) bool and raw prompts (B, 6).
 
     net None gives the closed-form restoration (ẑ = z₀). complement_share is g (see the module
     docstring); keep_valid returns every valid sample unchanged (a noise-free scene: only its
-    missing samples are filled).
+    missing samples are filled); blur is the σ of the Gaussian blur to remove (0: none).
     """
-    inputs, z = network_input(basis, x, valid)
+    inputs, z, _ = network_input(basis, x, valid, blur)
     k = basis.basis.shape[1]
     scale = torch.as_tensor(basis.signal_std, dtype=x.dtype, device=x.device)[:, None, None]
     if net is None:

@@ -15,6 +15,7 @@ import torch
 
 from .errors import DampCancelled, DampInputError
 from .coarse import Blocks, detect_blocks
+from .deblur import estimate_blur
 from .raster import RasterReader
 from .scaling import Scaling, measure_scaling
 from .subspace import SpectralBasis, fill_gaps, fit_basis, project, with_thresholds
@@ -52,7 +53,23 @@ def prompt_input(x: np.ndarray, valid: np.ndarray, void: np.ndarray) -> np.ndarr
 
 
 def scene_basis(windows: np.ndarray, valid: np.ndarray, positions: np.ndarray | None = None) -> SpectralBasis:
-    """The basis (with its shrinkage thresholds) of scaled sample windows (N, C, h, w) and validity.
+    """The basis (with its shrinkage thresholds) of scaled sample windows (N, C, h, w) and validity."""
+    return fit_windows(windows, valid, positions)[0]
+
+
+def scene_estimates(windows: np.ndarray, valid: np.ndarray,
+                    positions: np.ndarray | None = None) -> tuple[SpectralBasis, float]:
+    """(basis, blur σ) of scaled sample windows (N, C, h, w) and validity: the basis as
+    `scene_basis`, σ the Gaussian blur read off the first eigen-image (`damp_engine.deblur`),
+    0 for a noisy scene (deconvolution would only amplify its noise) or a sharp one."""
+    basis, components = fit_windows(windows, valid, positions)
+    blur = estimate_blur(components[:, 0].numpy()) if _noise_free(basis) else 0.0
+    return basis, blur
+
+
+def fit_windows(windows: np.ndarray, valid: np.ndarray,
+                 positions: np.ndarray | None) -> tuple[SpectralBasis, torch.Tensor]:
+    """The basis of the windows and their gap-filled eigen-images (N, K, h, w).
 
     The basis is fitted on up to ``MAX_BASIS_PIXELS`` spectra taken at a fixed stride over the
     windows' pixels with any valid band; the thresholds are measured on the windows' eigen-images.
@@ -73,7 +90,13 @@ def scene_basis(windows: np.ndarray, valid: np.ndarray, positions: np.ndarray | 
     v = torch.from_numpy(valid)
     z = project(basis, x, v)
     known = (v & torch.from_numpy(basis.weights > 0)[:, None, None]).any(dim=1, keepdim=True)
-    return with_thresholds(basis, fill_gaps(z, known))
+    filled = fill_gaps(z, known)
+    return with_thresholds(basis, filled), filled
+
+
+def _noise_free(basis: SpectralBasis) -> bool:
+    sigma = basis.noise_sigma
+    return bool(np.isfinite(sigma).any() and np.nanmedian(sigma) < NOISE_FREE_SIGMA)
 
 
 @dataclass(frozen=True)
@@ -91,6 +114,7 @@ class SceneAnalysis:
     missing_share: share of the sampled values that are missing (gaps, dead lines, lost bands)
                among those the reader returned as valid.
     blocks:    replicated blocks of coarse pixels (`damp_engine.coarse`), or None.
+    blur:      σ (pixels) of the Gaussian blur the restoration removes (`damp_engine.deblur`), 0 if none.
     """
 
     scaling: Scaling
@@ -101,12 +125,12 @@ class SceneAnalysis:
     windows: list[tuple[int, int, int, int]]
     missing_share: float = 0.0
     blocks: Blocks | None = None
+    blur: float = 0.0
 
     @property
     def noise_free(self) -> bool:
         """True when the median band noise (HySime-style estimate) is below ``NOISE_FREE_SIGMA``."""
-        sigma = self.basis.noise_sigma
-        return bool(np.isfinite(sigma).any() and np.nanmedian(sigma) < NOISE_FREE_SIGMA)
+        return _noise_free(self.basis)
 
     @property
     def complement_share(self) -> float:
@@ -116,10 +140,10 @@ class SceneAnalysis:
 
     @property
     def keep_valid(self) -> bool:
-        """Return valid samples unchanged and only fill the missing ones: the scene is noise-free and
-        its pixels are not replicated blocks (DESIGN §4a.1: a restoration must first do no harm;
-        the bundled model does not yet sharpen noise-free blurred scenes reliably, see the README)."""
-        return self.noise_free and self.blocks is None
+        """Return valid samples unchanged and only fill the missing ones: the scene is noise-free,
+        sharp and its pixels are not replicated blocks (DESIGN §4a.1: a restoration must first do
+        no harm)."""
+        return self.noise_free and self.blocks is None and not self.blur
 
     def prompt_dict(self) -> dict[str, float]:
         from .prompt import METRIC_NAMES
@@ -130,7 +154,8 @@ class SceneAnalysis:
         return {"scene_prompt": self.prompt_dict(), "scale_factor": self.scaling.factor,
                 "sample_windows": len(self.windows), "basis": self.basis.to_dict(),
                 "missing_share": round(self.missing_share, 6), "noise_free": self.noise_free,
-                "keep_valid": self.keep_valid, "coarse_blocks": self.blocks and self.blocks.to_dict()}
+                "keep_valid": self.keep_valid, "coarse_blocks": self.blocks and self.blocks.to_dict(),
+                "blur_sigma": round(self.blur, 3)}
 
 
 def analyse_scene(reader: RasterReader, bad: np.ndarray | None = None, mask: RasterReader | None = None,
@@ -182,8 +207,9 @@ def analyse_scene(reader: RasterReader, bad: np.ndarray | None = None, mask: Ras
                              "there is nothing to analyse.")
     if not prompts:
         raise DampInputError(f"{info.path} is too small for the degradation prompt (needs 8 × 8 pixels).")
-    prompt = torch.stack(prompts).median(dim=0).values.float().numpy()
+    prompt = np.median(torch.stack(prompts).numpy(), axis=0).astype(np.float32)
+    blocks = detect_blocks(raw)
     positions = np.asarray(info.wavelengths, np.float64) if info.wavelengths else None
-    basis = scene_basis(np.stack(cubes), np.stack(valids), positions)
+    basis, blur = scene_estimates(np.stack(cubes), np.stack(valids), positions)
     return SceneAnalysis(scaling, lost, nodata_bands, prompt, basis, windows, missing / max(1, measured),
-                         detect_blocks(raw))
+                         blocks, 0.0 if blocks is not None else blur)

@@ -103,7 +103,7 @@ def survey_windows(windows: Iterable[tuple[Window, np.ndarray, np.ndarray]], ban
             pixels += m.missing.size
     if not prompts:
         raise DampInputError("The raster is too small to read: the degradation prompt needs 8 × 8 pixels.")
-    metrics = dict(zip(METRIC_NAMES, lower_median(np.stack(prompts)).tolist()))
+    metrics = dict(zip(METRIC_NAMES, np.median(np.stack(prompts), axis=0).tolist()))  # as the scene prompt
     lost = np.logical_and.reduce([m.lost for m in measures])
 
     def pooled(name: str, how: Callable = np.nanmedian, per_band: bool = True) -> np.ndarray:
@@ -132,12 +132,6 @@ def quiet() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         yield
-
-
-def lower_median(values: np.ndarray) -> np.ndarray:
-    """The median over the first axis, the lower middle value for an even count (as torch.median,
-    which the scene prompt uses), so that the reading's metrics are the scene prompt's."""
-    return np.sort(values, axis=0)[(values.shape[0] - 1) // 2]
 
 
 def prompt_input(x: np.ndarray, valid: np.ndarray) -> np.ndarray:

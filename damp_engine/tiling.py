@@ -37,6 +37,7 @@ import torch
 
 from .checkpoint import LoadedModel, ModelArg, as_loaded_model
 from .coarse import Blocks, interpolate_blocks
+from .deblur import deconvolution_radius
 from .errors import DampCancelled, DampInputError
 from .inference import Backoff, NetworkRunner, OutOfMemoryError
 from .limits import DEFAULT_BATCH, DEFAULT_HALO, DEFAULT_TILE, MIN_TILE, halo_problem
@@ -181,7 +182,8 @@ class TiledRun:
             restored, gates = self.runner.restore(self.analysis.basis, np.stack([t.x for t in tiles]),
                                                   np.stack([t.valid for t in tiles]), routing,
                                                   self.analysis.complement_share,
-                                                  self.analysis.keep_valid and self.factor == 1)
+                                                  self.analysis.keep_valid and self.factor == 1,
+                                                  self.analysis.blur if self.factor == 1 else 0.0)
         return list(zip(prompts, restored, gates))
 
     def _write(self, tile: ReadTile, prompt, restored, gates) -> None:
@@ -283,6 +285,10 @@ def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch:
             analysis = analyse_scene(reader, bad, mask_reader)
         multiple = net.preset.size_multiple
         align = multiple // math.gcd(multiple, factor)
+        if analysis.blur and factor == 1:
+            halo += deconvolution_radius(analysis.blur)  # the deconvolution reads its own context
+            if log is not None:
+                log(f"Blur of σ = {analysis.blur:.2f} px found; deconvolving, tiles overlap by {halo} px.")
         grid = TileGrid(info.width, info.height, halo=-(-halo // factor), align=align,
                         min_read=-(-multiple // factor))
         outputs = TileOutputs(group, info, factor, output_format(info), net.block_names, *paths, loaded.name)

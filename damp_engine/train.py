@@ -35,7 +35,7 @@ from .errors import DampCancelled, DampInputError
 from .model import DAMP, get_preset
 from .restoration import network_input
 from .run_state import TrainLog, load_state, log_path, save_state, state_path
-from .scene_analysis import NOISE_FREE_SIGMA, scene_basis
+from .scene_analysis import NOISE_FREE_SIGMA, scene_estimates
 from .subspace import SpectralBasis, reconstruct
 from .training_data import Scene, list_rasters, load_scene, prompt_statistics, sample_crop
 from .validity import validity_mask
@@ -86,19 +86,18 @@ def make_sample(clean: np.ndarray, kind: str, params: dict, seed: int) -> Sample
     degraded, _ = degrade(clean, kind, seed=seed, **params)
     lost = (degraded == 0).reshape(degraded.shape[0], -1).all(axis=1)
     valid, _ = validity_mask(degraded, np.ones(degraded.shape, bool), lost)
-    basis = scene_basis(degraded[None], valid[None])
+    basis, blur = scene_estimates(degraded[None], valid[None])
     x, v = torch.from_numpy(degraded)[None], torch.from_numpy(valid)[None]
     blocks = detect_blocks([(degraded, valid, 0, 0)])
     if blocks is not None:
-        x = interpolate_blocks(x, blocks, (0, 0))
-    inputs, z = network_input(basis, x, v)
+        x, blur = interpolate_blocks(x, blocks, (0, 0)), 0.0
+    inputs, z, _ = network_input(basis, x, v, blur)
     return Sample(inputs[0], compute_prompt(degraded).values[0], basis, z[0], x[0], v[0], torch.from_numpy(clean))
 
 
-# Noise-free scenes without coarse pixels keep their valid samples at inference
-# (`SceneAnalysis.keep_valid`), so a blurred or clean crop never reaches the network there:
-# training spends its steps on the degradations the network does restore.
-SKIPPED_KINDS = ("gaussian_blur",)
+# None of the paper's training kinds is left out: a blurred crop reaches the network through its
+# blind deconvolution (`damp_engine.deblur`), as a blurred scene does at inference.
+SKIPPED_KINDS: tuple[str, ...] = ()
 
 
 def draw_degradation(rng: np.random.Generator) -> tuple[str, dict]:

@@ -49,7 +49,8 @@ def test_bundled_model_keeps_a_clean_scene(data_dir, scene):
 
 
 @pytest.mark.parametrize("scene", SCENES)
-@pytest.mark.parametrize("kind, params", [("gaussian_blur", {"ksize": 9}), ("sr", {"factor": 2})])
+@pytest.mark.parametrize("kind, params", [("gaussian_blur", {"ksize": 9}), ("gaussian_blur", {"ksize": 15}),
+                                          ("motion_blur", {"size": 15, "angle": 45.0}), ("sr", {"factor": 2})])
 def test_bundled_model_never_lowers_psnr_on_blurred_or_coarse_scenes(data_dir, scene, kind, params):
     clean = load_reference(data_dir / f"{scene}.tif", crop=96)
     degraded, _ = degrade(clean, kind, seed=5, **params)

@@ -128,5 +128,5 @@ def test_network_input_has_the_same_size_for_any_band_count(bands):
 
     cube = low_rank_cube(bands=bands, rows=32, cols=32)
     basis = fitted(cube)
-    inputs, z = network_input(basis, torch.from_numpy(cube[None]), torch.ones((1, *cube.shape), dtype=torch.bool))
+    inputs, z, _ = network_input(basis, torch.from_numpy(cube[None]), torch.ones((1, *cube.shape), dtype=torch.bool))
     assert inputs.shape == (1, 2 * MAX_RANK + 1, 32, 32) and z.shape == (1, MAX_RANK, 32, 32)
