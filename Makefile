@@ -26,10 +26,12 @@ demo: setup
 test: setup $(BENCH_STAMP)
 	@$(PY) -m pytest -q -p no:cacheprovider tests
 
-# Speed and memory: the prompt on a 224-band 1000x1000 cube, then streaming restoration.
+# Speed and memory: the prompt on a 224-band 1000x1000 cube, streaming restoration, then batch
+# restoration on Dask (scenes per hour with 1 and 2 workers).
 bench: setup
 	@$(PY) bench/bench_prompt.py
 	@$(PY) bench/bench_restore.py
+	@$(PY) bench/bench_batch.py
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info .pytest_cache
