@@ -183,18 +183,20 @@ def project(basis: SpectralBasis, x: torch.Tensor, valid: torch.Tensor | None = 
     """
     w = _tensor(basis.weights, x)
     e = _tensor(basis.basis, x)
-    centred = (x - _tensor(basis.mean, x)[:, None, None]) * w[:, None, None]
+    mean = _tensor(basis.mean, x)
     white_basis = e * w[:, None]                                   # (C, K) = U on bands with data
-    z = torch.einsum("ck,bchw->bkhw", white_basis, centred)
+    # Uᵀ diag(w)(x − m) as one matrix product over the pixels, without a centred copy of the cube
+    weights = white_basis * w[:, None]
+    b, c, h, wd = x.shape
+    z = (torch.matmul(weights.T, x.reshape(b, c, h * wd)) - (weights.T @ mean)[:, None]).reshape(b, -1, h, wd)
     if valid is None:
         return z
     usable = valid & (w > 0)[:, None, None]
     partial = ~usable.all(dim=1) & usable.any(dim=1)                # (B, H, W)
     if partial.any():
-        z = z.clone()
         patterns, inverse = torch.unique(usable.permute(0, 2, 3, 1)[partial], dim=0, return_inverse=True)
         prior = torch.diag(_tensor(1.0 / basis.signal_std ** 2, x))
-        pixels = centred.permute(0, 2, 3, 1)[partial]              # (P, C)
+        pixels = (x.permute(0, 2, 3, 1)[partial] - mean) * w          # (P, C) centred, whitened
         solved = torch.empty(pixels.shape[0], MAX_RANK, dtype=x.dtype, device=x.device)
         for i, pattern in enumerate(patterns):
             rows = inverse == i
@@ -207,7 +209,9 @@ def project(basis: SpectralBasis, x: torch.Tensor, valid: torch.Tensor | None = 
 
 def reconstruct(basis: SpectralBasis, z: torch.Tensor) -> torch.Tensor:
     """m + E·z: (B, K, H, W) -> (B, C, H, W)."""
-    return torch.einsum("ck,bkhw->bchw", _tensor(basis.basis, z), z) + _tensor(basis.mean, z)[:, None, None]
+    b, k, h, w = z.shape
+    out = torch.matmul(_tensor(basis.basis, z), z.reshape(b, k, h * w)) + _tensor(basis.mean, z)[:, None]
+    return out.reshape(b, -1, h, w)
 
 
 def fill_gaps(z: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
