@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, smooth_cube, write_raster
+from helpers import ROOT, smooth_cube, write_raster
 
 from damp_engine.cli import main
 
@@ -223,8 +223,9 @@ QGIS_CASES = {
     "model is a folder": (lambda f: restore_parameters(f, MODEL=str(folder_named(f, "models"))), "folder"),
     "missing model": (lambda f: restore_parameters(f, MODEL=str(f / "gone.safetensors")), "No model file"),
     "halo above the bound": (lambda f: restore_parameters(f, HALO=600), "0 to 512"),
-    "one-band raster": (lambda f: ("damp:restore", {"INPUT": str(write_raster(f / "one.tif", smooth_cube(1, SIDE, SIDE))),
-                                                    "OUTPUT": str(f / "restored.tif")}), "at least 3"),
+    "one-band raster": (lambda f: ("damp:restore", {
+        "INPUT": str(write_raster(f / "one.tif", smooth_cube(1, SIDE, SIDE))), "OUTPUT": str(f / "restored.tif")}),
+                        "at least 3"),
     "vector layer": (lambda f: ("damp:prompt", {"INPUT": str(text_file(
         f, "points.geojson", '{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
         '"geometry": {"type": "Point", "coordinates": [13.0, 52.4]}}]}')), "OUTPUT": str(f / "prompt.csv")}),
@@ -234,6 +235,7 @@ QGIS_CASES = {
 }
 
 
+@pytest.mark.qgis
 @pytest.mark.parametrize("case", list(QGIS_CASES), ids=list(QGIS_CASES))
 def test_processing_refuses_with_one_sentence_and_leaves_the_folder_as_it_was(processing, tmp_path, case):
     from qgis.core import QgsProcessingException
@@ -251,21 +253,17 @@ def test_processing_refuses_with_one_sentence_and_leaves_the_folder_as_it_was(pr
 
 # --- qgis_process: the pickled model is refused with the reason, not "Incorrect parameter value" --
 
+@pytest.mark.qgis
 def test_qgis_process_says_why_a_pickled_model_is_refused(tmp_path):
-    from plugin_support import qgis_env, qgis_process
+    from helpers import linked_plugin_env, qgis_process
 
-    plugins = tmp_path / "plugins"
-    subprocess.run(["python3", str(ROOT / "scripts" / "package_plugin.py"), "link", str(plugins)], check=True,
-                   capture_output=True)
-    settings = tmp_path / "home" / ".local" / "share" / "QGIS" / "QGIS3" / "profiles" / "default" / "QGIS" / "QGIS3.ini"
-    settings.parent.mkdir(parents=True)
-    settings.write_text("[PythonPlugins]\ndamp_qgis=true\n")
+    env = linked_plugin_env(tmp_path)
     data = tmp_path / "data"
     data.mkdir()
     src, model = scene(data), pickled_model(data)
     before = snapshot(data)
-    done = qgis_process(qgis_env(tmp_path / "home", QGIS_PLUGINPATH=str(plugins)), "run", "damp:restore", "--",
-                        f"INPUT={src}", f"MODEL={model}", f"OUTPUT={data / 'restored.tif'}")
+    done = qgis_process(env, "run", "damp:restore", "--", f"INPUT={src}", f"MODEL={model}",
+                        f"OUTPUT={data / 'restored.tif'}")
     assert done.returncode != 0
     assert "pickled PyTorch file" in done.stdout + done.stderr
     assert "Incorrect parameter value for MODEL" not in done.stdout + done.stderr

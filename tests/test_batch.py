@@ -7,25 +7,21 @@ One LocalCluster of 2 single-threaded worker processes serves the module, set up
 it), and its workers run without Dask's malloc trimming and profiler."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import smooth_cube, write_raster
 from damp_engine.batch import restore_batch
 from damp_engine.batch_cluster import PROFILE_SETTING, TRIM_SETTING
 from damp_engine.batch_scenes import collect_scenes, output_name
 from damp_engine.batch_worker import scene_prompt
-from damp_engine.checkpoint import save_checkpoint
 from damp_engine.cli import main
 from damp_engine.errors import DampCancelled, DampInputError
-from damp_engine.model import DAMP, get_preset
 from damp_engine.tiling import restore_raster
+from helpers import sha256, smooth_cube, tiny_model_file, write_raster
 
 BANDS, SIDE, SCENES = 20, 64, 4
 SETTINGS = {"device": "cpu"}
@@ -53,8 +49,7 @@ def folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def model(folder) -> Path:
-    torch.manual_seed(0)
-    return save_checkpoint(DAMP(get_preset("tiny")), folder / "tiny.safetensors", {"name": "batch test"})
+    return tiny_model_file(folder / "tiny.safetensors", name="batch test")
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +82,6 @@ def batch(folder, archive, model, scheduler):
     """The archive restored once on the cluster: (report, output folder)."""
     out = folder / "batch"
     return restore_batch([archive], out, scheduler=scheduler, model=model, **SETTINGS), out
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def manifest_lines(path: Path) -> list[dict]:

@@ -6,36 +6,24 @@ second run keeps them. In-process, through processing.run: a raster that fails m
 fail, naming it, after the others are done, and a cancel says what was kept."""
 from __future__ import annotations
 
-import hashlib
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from qgis.core import QgsApplication, QgsProcessingException
 
-from conftest import ROOT, smooth_cube, write_raster
-from damp_engine.checkpoint import save_checkpoint
-from damp_engine.model import DAMP, get_preset
 from damp_engine.tiling import restore_raster
-from plugin_support import qgis_env, run_json
-from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingFeedback
+from helpers import RecordingFeedback, linked_plugin_env, run_json, sha256, smooth_cube, tiny_model_file, write_raster
 
+pytestmark = pytest.mark.qgis
 pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory) -> dict[str, str]:
     """The plugin linked as `make install-plugin` links it, found through QGIS_PLUGINPATH, enabled."""
-    base = tmp_path_factory.mktemp("qgis_process_batch")
-    plugins = base / "plugins"
-    subprocess.run(["python3", str(ROOT / "scripts" / "package_plugin.py"), "link", str(plugins)], check=True,
-                   capture_output=True)
-    settings = base / "home" / ".local" / "share" / "QGIS" / "QGIS3" / "profiles" / "default" / "QGIS" / "QGIS3.ini"
-    settings.parent.mkdir(parents=True)
-    settings.write_text("[PythonPlugins]\ndamp_qgis=true\n")
-    return qgis_env(base / "home", QGIS_PLUGINPATH=str(plugins), OMP_NUM_THREADS="1")
+    return linked_plugin_env(tmp_path_factory.mktemp("qgis_process_batch"), OMP_NUM_THREADS="1")
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +33,7 @@ def folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def model(folder) -> Path:
-    torch.manual_seed(0)
-    return save_checkpoint(DAMP(get_preset("tiny")), folder / "tiny.safetensors", {"name": "restore_folder test"})
+    return tiny_model_file(folder / "tiny.safetensors", name="restore_folder test")
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +51,6 @@ def scenes(folder) -> Path:
 def first_run(env, scenes, model, folder) -> dict:
     return run_json(env, "damp:restore_folder", INPUT=scenes, OUTPUT=folder / "restored", MODEL=model,
                     DEVICE="cpu", WORKERS=1)
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def test_every_raster_is_restored_as_restore_raster_restores_it(first_run, scenes, model, folder):
@@ -105,26 +88,6 @@ def scheduler():
             yield cluster.scheduler_address
 
 
-class CancelAfterFirstRaster(QgsProcessingFeedback):
-    """Asks to cancel once the first raster is done; keeps the warnings and errors reported."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.warnings: list[str] = []
-        self.errors: list[str] = []
-
-    def setProgress(self, progress: float) -> None:  # noqa: N802 (QGIS API)
-        super().setProgress(progress)
-        if progress > 0:
-            self.cancel()
-
-    def pushWarning(self, warning: str) -> None:  # noqa: N802 (QGIS API)
-        self.warnings.append(warning)
-
-    def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802, N803 (QGIS API)
-        self.errors.append(error)
-
-
 def test_a_raster_that_fails_fails_the_algorithm_by_name(processing, scheduler, scenes, model, folder):
     (folder / "mixed").mkdir()
     (folder / "mixed" / "scene0.tif").write_bytes((scenes / "scene0.tif").read_bytes())
@@ -138,7 +101,7 @@ def test_a_raster_that_fails_fails_the_algorithm_by_name(processing, scheduler, 
 
 def test_cancel_ends_as_cancelled_and_says_the_finished_rasters_are_kept(processing, scheduler, scenes, model,
                                                                           folder):
-    feedback = CancelAfterFirstRaster()
+    feedback = RecordingFeedback(cancel_after=0)  # the first progress comes once the first raster is done
     results = processing.run("damp:restore_folder", {"INPUT": str(scenes), "OUTPUT": str(folder / "cancelled"),
                                                      "MODEL": str(model), "DEVICE": "cpu", "SCHEDULER": scheduler},
                              feedback=feedback)

@@ -16,9 +16,9 @@ REGIONS = {"VIS": (400, 700), "NIR": (700, 1000), "SWIR1": (1000, 1800), "SWIR2"
 
 
 @pytest.fixture
-def enmap(data_dir):
+def enmap(shared_data):
     """Clean EnMAP block A in reflectance (bands with data only) and those bands' wavelengths."""
-    path = data_dir / "train" / "enmap_potsdam_block_a.tif"
+    path = shared_data / "train" / "enmap_potsdam_block_a.tif"
     with RasterReader(path) as reader:
         good = measure_scaling(reader).good_bands
         wavelengths = np.asarray(reader.info.wavelengths)[good]
@@ -42,8 +42,8 @@ SCENES = ("test/cave_balloons", "test/samson_95", "test_rs/hydice_urban_80x100",
 
 
 @pytest.mark.parametrize("scene", SCENES)
-def test_bundled_model_keeps_a_clean_scene(data_dir, scene):
-    clean = load_reference(data_dir / f"{scene}.tif", crop=96)
+def test_bundled_model_keeps_a_clean_scene(shared_data, scene):
+    clean = load_reference(shared_data / f"{scene}.tif", crop=96)
     restored = np.clip(restore(load_model(device="cpu"), clean), 0.0, 1.0)
     assert psnr(clean, restored) >= 40.0
 
@@ -51,8 +51,8 @@ def test_bundled_model_keeps_a_clean_scene(data_dir, scene):
 @pytest.mark.parametrize("scene", SCENES)
 @pytest.mark.parametrize("kind, params", [("gaussian_blur", {"ksize": 9}), ("gaussian_blur", {"ksize": 15}),
                                           ("motion_blur", {"size": 15, "angle": 45.0}), ("sr", {"factor": 2})])
-def test_bundled_model_never_lowers_psnr_on_blurred_or_coarse_scenes(data_dir, scene, kind, params):
-    clean = load_reference(data_dir / f"{scene}.tif", crop=96)
+def test_bundled_model_never_lowers_psnr_on_blurred_or_coarse_scenes(shared_data, scene, kind, params):
+    clean = load_reference(shared_data / f"{scene}.tif", crop=96)
     degraded, _ = degrade(clean, kind, seed=5, **params)
     restored = np.clip(restore(load_model(device="cpu"), degraded), 0.0, 1.0)
     assert psnr(clean, restored) >= psnr(clean, np.clip(degraded, 0.0, 1.0)) - 0.05

@@ -4,11 +4,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import smooth_cube, write_raster
+from helpers import read_window, smooth_cube, write_raster
 
 from damp_engine.cli import main
 from damp_engine.raster import RasterReader, open_raster
@@ -152,18 +151,11 @@ def test_upscale_doubles_the_grid(capsys, tmp_path, sample_raster):
 
 # --- evaluate: the field's convention, stated in the output ---------------------------------------
 
-CAVE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hsi" / "test" / "cave_balloons.tif"
-
-
 @pytest.fixture(scope="module")
-def cave_pair(tmp_path_factory):
+def cave_pair(tmp_path_factory, shared_data):
     """A 31-band 16-bit CAVE crop and a noisy float32 copy of it, as files, with the values as read back."""
-    from osgeo import gdal
-
-    if not CAVE.exists():
-        pytest.fail(f"test data not found: {CAVE}")
     folder = tmp_path_factory.mktemp("cave")
-    counts = gdal.Open(str(CAVE)).ReadAsArray(200, 180, 64, 48)
+    counts = read_window(shared_data / "test" / "cave_balloons.tif", 200, 180, 64, 48)
     noisy = counts + np.random.default_rng(3).normal(0, 800, counts.shape)
     ref = write_raster(folder / "ref.tif", counts.astype(np.uint16))
     test = write_raster(folder / "test.tif", noisy.astype(np.float32))

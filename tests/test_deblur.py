@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_raster
+from helpers import write_raster
 from damp_engine.deblur import MIN_BLUR, deconvolution_radius, deconvolve, estimate_blur, spectrum_features
 from damp_engine.degrade import degrade
 from damp_engine.kernels import blur, gaussian_kernel, motion_kernel
@@ -25,8 +25,8 @@ def first_component(cube: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("scene", SCENES)
-def test_the_blur_of_a_real_scene_is_measured_and_a_sharp_or_motion_blurred_one_is_left_alone(data_dir, scene):
-    clean = load_reference(data_dir / f"{scene}.tif", crop=96)
+def test_the_blur_of_a_real_scene_is_measured_and_a_sharp_or_motion_blurred_one_is_left_alone(shared_data, scene):
+    clean = load_reference(shared_data / f"{scene}.tif", crop=96)
     assert estimate_blur(first_component(clean)) == 0.0
     for ksize, sigma in ((9, 1.7), (15, 2.6)):
         blurred = blur(clean, gaussian_kernel(ksize))
@@ -42,25 +42,25 @@ def test_spectrum_features_do_not_depend_on_contrast():
     assert np.allclose(features, spectrum_features(7.0 * image + 3.0))
 
 
-def test_deconvolution_undoes_most_of_a_gaussian_blur(data_dir):
-    clean = load_reference(data_dir / "test/cave_balloons.tif", crop=96)[:4]
+def test_deconvolution_undoes_most_of_a_gaussian_blur(shared_data):
+    clean = load_reference(shared_data / "test/cave_balloons.tif", crop=96)[:4]
     blurred = blur(clean, gaussian_kernel(9))
     sharp = deconvolve(torch.from_numpy(blurred)[None], 1.7)[0].numpy()
     assert psnr(clean, sharp) > psnr(clean, blurred) + 3.0
     assert torch.equal(deconvolve(torch.from_numpy(blurred)[None], 0.0)[0], torch.from_numpy(blurred))
 
 
-def test_a_noisy_scene_is_not_deconvolved(data_dir):
-    clean = load_reference(data_dir / "test/samson_95.tif", crop=64)
+def test_a_noisy_scene_is_not_deconvolved(shared_data):
+    clean = load_reference(shared_data / "test/samson_95.tif", crop=64)
     noisy, _ = degrade(blur(clean, gaussian_kernel(9)), "gaussian_noise", seed=1, sigma=30.0)
     assert scene_estimates(noisy[None], np.ones((1, *noisy.shape), bool))[1] == 0.0
 
 
-def test_a_blurred_raster_restores_the_same_tile_by_tile_as_whole(tmp_path, data_dir):
+def test_a_blurred_raster_restores_the_same_tile_by_tile_as_whole(tmp_path, shared_data):
     from damp_engine.raster import RasterReader
     from damp_engine.tiling import restore_raster
 
-    clean = load_reference(data_dir / "test/cave_balloons.tif", crop=160)
+    clean = load_reference(shared_data / "test/cave_balloons.tif", crop=160)
     src = write_raster(tmp_path / "blurred.tif", blur(clean, gaussian_kernel(9)))
     report = restore_raster(src, tmp_path / "tiled.tif", tile=64, halo=32)
     restore_raster(src, tmp_path / "whole.tif", tile=256, halo=32)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import smooth_cube, write_raster
+from helpers import smooth_cube, write_raster
 from damp_engine.cli import main
 from damp_engine.degradation_scores import degraded_part, evaluate_degraded_part, read_record
 from damp_engine.degrade import degrade

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,21 +10,16 @@ from damp_engine.degrade import degrade, sample_training_degradation
 from damp_engine.errors import DampInputError
 from damp_engine.kernels import blur, gaussian_kernel, motion_kernel
 from damp_engine.names import KINDS, PARAMETERS, TRAIN_KINDS, ZERO_SHOT_KINDS
+from helpers import read_window
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT / "shared" if (ROOT / "shared").is_dir() else ROOT.parent / "shared"
-CAVE = SHARED / "data" / "hsi" / "test" / "cave_balloons.tif"
 DETERMINISTIC = ("gaussian_blur", "motion_blur", "sr")
 RANDOM_KINDS = [k for k in KINDS if k not in DETERMINISTIC]
 
 
 @pytest.fixture(scope="module")
-def cube() -> np.ndarray:
+def cube(shared_data) -> np.ndarray:
     """A real 31×64×64 CAVE crop in [0, 1]."""
-    from osgeo import gdal
-    if not CAVE.exists():
-        pytest.fail(f"test data not found: {CAVE}" + " (the tests read ../shared/data/hsi beside the checkout)")
-    return gdal.Open(str(CAVE)).ReadAsArray(200, 200, 64, 64).astype(np.float32) / 65535
+    return read_window(shared_data / "test" / "cave_balloons.tif", 200, 200, 64, 64).astype(np.float32) / 65535
 
 
 def flat(value: float, shape: tuple[int, int, int] = (31, 64, 64)) -> np.ndarray:
@@ -95,11 +89,31 @@ def test_training_sampler_never_draws_zero_shot_kinds():
     assert drawn == set(TRAIN_KINDS)
 
 
-def test_training_draws_are_valid_parameters(cube):
+# The paper's training mix, as sample_training_degradation documents it.
+TRAINING_RANGES = {
+    "gaussian_noise": lambda p: p.keys() == {"sigma"} and 30 <= p["sigma"] <= 70,
+    "gaussian_blur": lambda p: p == {"ksize": 9} or p == {"ksize": 15},
+    "sr": lambda p: p == {"factor": 2} or p == {"factor": 4},
+    "inpaint": lambda p: p.keys() == {"fraction"} and 0.7 <= p["fraction"] <= 0.8,
+    "band_loss": lambda p: p.keys() == {"fraction"} and 0.1 <= p["fraction"] <= 0.2,
+    "complex": lambda p: p == {},
+}
+
+
+def test_training_draws_stay_in_the_papers_ranges():
     rng = np.random.default_rng(1)
+    draws = [sample_training_degradation(rng) for _ in range(300)]
+    assert [(kind, params) for kind, params in draws if not TRAINING_RANGES[kind](params)] == []
+
+
+def test_training_draws_degrade_a_crop_as_recorded(cube):
+    rng = np.random.default_rng(1)
+    crop = cube[:, :32, :32]
     for _ in range(20):
         kind, params = sample_training_degradation(rng)
-        degrade(cube[:, :32, :32], kind, seed=0, **params)
+        y, record = degrade(crop, kind, seed=0, **params)
+        assert y.shape == crop.shape and np.isfinite(y).all() and not np.array_equal(y, crop), (kind, params)
+        assert record.kind == kind and {k: record.params[k] for k in params} == params
 
 
 def test_band_loss_zeroes_exactly_the_recorded_bands(cube):

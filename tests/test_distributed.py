@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, smooth_cube, write_raster
+from helpers import ROOT, smooth_cube, write_raster
 from safetensors.torch import load_file, save_file
 
 from damp_engine import distributed

@@ -10,25 +10,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from qgis.core import QgsApplication, QgsMapLayer, QgsRasterLayer, QgsRectangle, QgsTask, QgsVectorLayer
 from qgis.gui import QgsMapCanvas
 from qgis.PyQt.QtCore import QPoint
 
 import damp_engine.inspect
-from damp_engine.checkpoint import save_checkpoint
 from damp_engine.degrade import degrade
 from damp_engine.errors import DampCancelled
 from damp_engine.inspect import inspect_raster
-from damp_engine.model import DAMP, get_preset
+from damp_engine.model import get_preset
 from damp_engine.prompt import METRIC_NAMES, compute_prompt
 from damp_engine.raster import RasterReader
 from damp_qgis.dock import DampDock
 from damp_qgis.dock.header import EXTENT
 
-from conftest import DATA, write_raster
-from dock_support import FakeIface, wait_for
+from helpers import FakeIface, tiny_model_file, wait_for, write_raster
 
+pytestmark = pytest.mark.qgis
 DOCK_WIDTH = 311  # what QGIS gives a dock on the right by default
 SIDE = 96      # pixels of the test crops
 PIXEL = 30.0   # metres per pixel of their geotransform
@@ -40,10 +38,10 @@ def idle(dock: DampDock) -> bool:
 
 
 @pytest.fixture(scope="module")
-def crops(tmp_path_factory) -> dict[str, Path]:
+def crops(tmp_path_factory, shared_data) -> dict[str, Path]:
     """A clean and a noisy 31-band crop of a CAVE test scene (GeoTIFF, UTM 33N), and a 2-band raster."""
     folder = tmp_path_factory.mktemp("dock")
-    with RasterReader(DATA / "test" / "cave_thread_spools.tif") as reader:
+    with RasterReader(shared_data / "test" / "cave_thread_spools.tif") as reader:
         counts, _ = reader.read(200, 200, SIDE, SIDE)
     noisy, _ = degrade(counts / 65535.0, "gaussian_noise", seed=0, sigma=40)
     geo = dict(geotransform=(ORIGIN[0], PIXEL, 0.0, ORIGIN[1], 0.0, -PIXEL))
@@ -68,9 +66,8 @@ def model(tmp_path_factory, crops) -> Path:
 
     ranges = {kind: {m: [float(v[:, i].min()), float(v[:, i].max())] for i, m in enumerate(METRIC_NAMES)}
               for kind, v in (("clean", metric_rows(crops["clean"])), ("degraded", metric_rows(crops["noisy"])))}
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "dock_tiny.safetensors"
-    return save_checkpoint(DAMP(get_preset("tiny")), path, {"name": "dock-test", "prompt_ranges": ranges})
+    return tiny_model_file(tmp_path_factory.mktemp("model") / "dock_tiny.safetensors", name="dock-test",
+                           prompt_ranges=ranges)
 
 
 @pytest.fixture(scope="module")

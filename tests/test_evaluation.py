@@ -7,23 +7,24 @@ import sys
 
 import numpy as np
 import pytest
-from osgeo import gdal
 
-from conftest import DATA, ROOT
 from damp_engine.degrade import degrade
 from damp_engine.errors import DampInputError
 from damp_engine.evaluation import TASKS, run_suite, select_tasks
 from damp_engine.quality import psnr
-
-SCENE = DATA / "test" / "cave_fake_and_real_peppers.tif"
+from helpers import ROOT, read_window, tiny_model_file
 
 
 @pytest.fixture(scope="module")
-def cave_crop() -> np.ndarray:
-    """The centre 31 × 64 × 64 of a real CAVE test scene, in [0, 1]."""
-    if not SCENE.exists():
-        pytest.fail(f"{SCENE} not available" + " (the tests read ../shared/data/hsi beside the checkout)")
-    return (gdal.Open(str(SCENE)).ReadAsArray(224, 224, 64, 64).astype(np.float32) / 65535)
+def scene(shared_data):
+    """A real CAVE test scene, 31 bands of 16-bit counts."""
+    return shared_data / "test" / "cave_fake_and_real_peppers.tif"
+
+
+@pytest.fixture(scope="module")
+def cave_crop(scene) -> np.ndarray:
+    """The centre 31 × 64 × 64 of the scene, in [0, 1]."""
+    return read_window(scene, 224, 224, 64, 64).astype(np.float32) / 65535
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +38,7 @@ def baselines():
 @pytest.fixture(scope="module")
 def random_model(tmp_path_factory):
     """A random-initialised tiny DAMP model saved as a model file."""
-    import torch
-
-    from damp_engine.checkpoint import save_checkpoint
-    from damp_engine.model import DAMP, get_preset
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "random_tiny.safetensors"
-    return save_checkpoint(DAMP(get_preset("tiny")).eval(), path, {"name": "random tiny"})
+    return tiny_model_file(tmp_path_factory.mktemp("model") / "random_tiny.safetensors", name="random tiny")
 
 
 BASELINE_CASES = [
@@ -98,9 +92,9 @@ def test_bm4d_is_offered_only_when_asked(baselines):
     assert "BM4D" in baselines.baselines_for("gaussian_noise", bm4d=True)
 
 
-def test_run_suite_scores_every_task_with_finite_numbers(random_model):
+def test_run_suite_scores_every_task_with_finite_numbers(random_model, scene):
     calls = []
-    rows = run_suite(random_model, scenes=[SCENE], crop=32, on_case=lambda case, row: calls.append(case.task.name))
+    rows = run_suite(random_model, scenes=[scene], crop=32, on_case=lambda case, row: calls.append(case.task.name))
     assert [r["task"] for r in rows] == [t.name for t in TASKS] == calls
     for row in rows:
         assert row["shape"] == [31, 32, 32]
@@ -108,14 +102,14 @@ def test_run_suite_scores_every_task_with_finite_numbers(random_model):
         assert all(math.isfinite(v) for v in values), row["task"]
 
 
-def test_run_suite_flags_the_zero_shot_tasks(random_model):
-    rows = run_suite(random_model, scenes=[SCENE], crop=32, tasks=["motion_blur", "poisson_30", "sr_x2"])
+def test_run_suite_flags_the_zero_shot_tasks(random_model, scene):
+    rows = run_suite(random_model, scenes=[scene], crop=32, tasks=["motion_blur", "poisson_30", "sr_x2"])
     assert {r["task"]: r["zero_shot"] for r in rows} == {"sr_x2": False, "motion_blur": True, "poisson_30": True}
 
 
-def test_a_case_degrades_the_same_whichever_tasks_run(random_model):
-    alone = run_suite(random_model, scenes=[SCENE], crop=32, tasks=["complex"])
-    paired = run_suite(random_model, scenes=[SCENE], crop=32, tasks=["sr_x4", "complex"])
+def test_a_case_degrades_the_same_whichever_tasks_run(random_model, scene):
+    alone = run_suite(random_model, scenes=[scene], crop=32, tasks=["complex"])
+    paired = run_suite(random_model, scenes=[scene], crop=32, tasks=["sr_x4", "complex"])
     assert alone[0]["seed"] == paired[1]["seed"]
     assert alone[0]["input"] == paired[1]["input"]
 

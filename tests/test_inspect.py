@@ -5,26 +5,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from damp_engine import DampCancelled, DampInputError
-from damp_engine.checkpoint import save_checkpoint
 from damp_engine.degrade import degrade
 from damp_engine.inspect import inspect_raster
-from damp_engine.model import DAMP, get_preset
+from damp_engine.model import get_preset
 from damp_engine.prompt import METRIC_NAMES, compute_prompt
+from damp_engine.raster import RasterReader
 
-from conftest import DATA, write_raster
+from helpers import tiny_model_file, write_raster
 
 SCENES = ("cave_balloons", "cave_fake_and_real_peppers", "cave_thread_spools")
 CROP = 128  # pixels; judged as four 64 × 64 quadrants, as ranges are measured
 
 
-def cave_crop(scene: str) -> np.ndarray:
+def cave_crop(shared_data: Path, scene: str) -> np.ndarray:
     """A clean 31 × 128 × 128 crop from the centre of a CAVE test scene, scaled to [0, 1]."""
-    from damp_engine.raster import RasterReader
-
-    with RasterReader(DATA / "test" / f"{scene}.tif") as reader:
+    with RasterReader(shared_data / "test" / f"{scene}.tif") as reader:
         data, _ = reader.read(192, 192, CROP, CROP)
     return data / 65535.0
 
@@ -41,14 +38,15 @@ def mean_metrics(cube: np.ndarray) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def clean_cube() -> np.ndarray:
-    return cave_crop(SCENES[0])
+def clean_cube(shared_data) -> np.ndarray:
+    return cave_crop(shared_data, SCENES[0])
 
 
 @pytest.fixture(scope="module")
-def ranges(clean_cube) -> dict:
+def ranges(shared_data, clean_cube) -> dict:
     """Clean ranges: min–max over the quadrants of three clean CAVE crops; degraded: noisy ones."""
-    clean = np.concatenate([quadrant_metrics(clean_cube)] + [quadrant_metrics(cave_crop(s)) for s in SCENES[1:]])
+    others = [quadrant_metrics(cave_crop(shared_data, scene)) for scene in SCENES[1:]]
+    clean = np.concatenate([quadrant_metrics(clean_cube), *others])
     noisy = quadrant_metrics(degrade(clean_cube, "gaussian_noise", seed=0, sigma=50)[0])
     return {kind: {name: (float(v[:, i].min()), float(v[:, i].max())) for i, name in enumerate(METRIC_NAMES)}
             for kind, v in (("clean", clean), ("degraded", noisy))}
@@ -62,9 +60,8 @@ def crop_raster(tmp_path_factory, clean_cube) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory, ranges) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    return save_checkpoint(DAMP(get_preset("tiny")), path, {"name": "tiny-test", "prompt_ranges": ranges})
+    return tiny_model_file(tmp_path_factory.mktemp("model") / "tiny.safetensors", name="tiny-test",
+                           prompt_ranges=ranges)
 
 
 def test_inspect_raster_reports_the_prompt_and_routing(crop_raster, tiny_model):

@@ -1,4 +1,5 @@
-"""The DAMP network over eigen-images: shapes, determinism, bounded receptive field, routing and training signals (DESIGN §4, §4a)."""
+"""The DAMP network over eigen-images: shapes, determinism, bounded receptive field, routing and training
+signals (DESIGN §4, §4a)."""
 from __future__ import annotations
 
 import pytest
@@ -217,3 +218,18 @@ def test_model_info_reports_size_and_cost():
     assert info["parameters"] == count_parameters(DAMP(get_preset("tiny")))
     assert 2e5 < info["parameters"] < 1e6  # trains on a laptop CPU
     assert info["flops_per_pixel"] > 0
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_model_info_counts_every_scalar_of_the_network(name):
+    """The size `model_info` reports is the number of scalars in the network's parameters, counted
+    here without the engine's helper; every one of them is trained."""
+    net = DAMP(get_preset(name))
+    assert all(p.requires_grad for p in net.parameters())
+    assert model_info(name)["parameters"] == sum(p.numel() for p in net.parameters())
+
+
+def test_a_larger_preset_costs_more_per_pixel():
+    info = {name: model_info(name) for name in ("tiny", "small", "paper")}
+    assert info["tiny"]["parameters"] < info["small"]["parameters"] < info["paper"]["parameters"]
+    assert info["tiny"]["flops_per_pixel"] < info["small"]["flops_per_pixel"] < info["paper"]["flops_per_pixel"]

@@ -8,14 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import smooth_cube, write_raster
 from damp_engine import cli
-from damp_engine.checkpoint import save_checkpoint
 from damp_engine.inspect import inspect_raster
-from damp_engine.model import DAMP, get_preset
 from damp_engine.prompt import METRIC_NAMES
+from helpers import smooth_cube, tiny_model_file, write_raster
 
 BANDS, SIDE = 31, 48
 
@@ -36,8 +33,7 @@ def noisy(folder) -> Path:
 @pytest.fixture(scope="module")
 def model(folder) -> Path:
     """A random-init tiny model: the prompt does not depend on the weights, the plumbing is real."""
-    torch.manual_seed(0)
-    return save_checkpoint(DAMP(get_preset("tiny")), folder / "tiny.safetensors", {})
+    return tiny_model_file(folder / "tiny.safetensors")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from osgeo import gdal
 from qgis.core import (QgsApplication, QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback,
                        QgsProject, QgsRasterLayer)
@@ -23,13 +22,14 @@ from qgis.PyQt.QtWidgets import QApplication
 
 import damp_qgis
 from damp_qgis.algorithms.restore import parse_bands
-from conftest import ROOT, SAMPLE, smooth_cube, write_raster
-from damp_engine.checkpoint import save_checkpoint
 from damp_engine.model import DAMP, get_preset
 from damp_engine.prompt import METRIC_NAMES
 from damp_engine.raster import open_raster
 from damp_engine.degradation_scores import evaluate_degraded_part
 from damp_engine.scene import evaluate_rasters, prompt_raster
+from helpers import ROOT, SAMPLE, RecordingFeedback, smooth_cube, tiny_model_file, write_raster
+
+pytestmark = pytest.mark.qgis
 
 ALGORITHMS = {"damp:restore", "damp:upscale", "damp:prompt", "damp:simulate", "damp:evaluate", "damp:routing",
               "damp:finetune"}
@@ -61,9 +61,7 @@ def noisy(folder, clean) -> Path:
 
 @pytest.fixture(scope="module")
 def model(folder) -> Path:
-    """A random-init tiny DAMP model (the numbers are not good restorations, the plumbing is real)."""
-    torch.manual_seed(0)
-    return save_checkpoint(DAMP(get_preset("tiny")), folder / "tiny.safetensors", {"name": "plugin test"})
+    return tiny_model_file(folder / "tiny.safetensors", name="plugin test")
 
 
 def read(path) -> tuple[np.ndarray, tuple, str]:
@@ -102,27 +100,6 @@ def loading_context(*outputs: str) -> QgsProcessingContext:
         context.addLayerToLoadOnCompletion(path, QgsProcessingContext.LayerDetails("Output", QgsProject.instance(),
                                                                                     "OUTPUT"))
     return context
-
-
-class CancelAfterFirstProgress(QgsProcessingFeedback):
-    """Asks to cancel as soon as the algorithm reports progress (i.e. after the first tile); keeps
-    the warnings and errors reported."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.warnings: list[str] = []
-        self.errors: list[str] = []
-
-    def setProgress(self, progress: float) -> None:  # noqa: N802 (QGIS API)
-        super().setProgress(progress)
-        if progress > 0:
-            self.cancel()
-
-    def pushWarning(self, warning: str) -> None:  # noqa: N802 (QGIS API)
-        self.warnings.append(warning)
-
-    def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802, N803 (QGIS API)
-        self.errors.append(error)
 
 
 # --- the provider ----------------------------------------------------------------------------
@@ -463,7 +440,7 @@ def test_finetune_writes_a_model_that_restore_accepts(processing, model, tmp_pat
 
 def test_cancel_ends_as_cancelled_and_leaves_no_output(processing, model, folder, tmp_path):
     scene = write_raster(folder / "nine_tiles.tif", smooth_cube(BANDS, 80, 80))  # 9 tiles: 3 batches of up to 4
-    feedback = CancelAfterFirstProgress()
+    feedback = RecordingFeedback(cancel_after=0)  # the first progress comes after the first tile
     results = processing.run("damp:restore", {"INPUT": str(scene), "MODEL": str(model), "TILE": 32, "HALO": 8,
                                               "DEVICE": "cpu", "OUTPUT": str(tmp_path / "cancelled.tif"),
                                               "ROUTING_MAP": str(tmp_path / "routing.tif")}, feedback=feedback)

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, smooth_cube, write_raster
-from plugin_support import qgis_env, qgis_process, run_json
+from damp_engine import restore_raster
+from helpers import ROOT, qgis_env, qgis_process, read_window, run_json, smooth_cube, write_raster
 
+pytestmark = pytest.mark.qgis
+PLUGINS = Path(".local") / "share" / "QGIS" / "QGIS3" / "profiles" / "default" / "python" / "plugins"
 ALGORITHMS = ("restore", "upscale", "prompt", "simulate", "evaluate", "routing", "finetune",
               "simulate_restore_evaluate")
 
@@ -29,7 +31,7 @@ def installed(package, tmp_path_factory) -> dict[str, str]:
     """The ZIP unpacked into a fresh profile's plugin folder and enabled the way a user does it."""
     home = tmp_path_factory.mktemp("home")
     with zipfile.ZipFile(package) as archive:
-        archive.extractall(home / ".local" / "share" / "QGIS" / "QGIS3" / "profiles" / "default" / "python" / "plugins")
+        archive.extractall(home / PLUGINS)
     env = qgis_env(home)
     enabled = qgis_process(env, "plugins", "enable", "damp_qgis")
     assert enabled.returncode == 0, enabled.stdout[-2000:] + enabled.stderr[-2000:]
@@ -60,8 +62,17 @@ def test_installed_zip_lists_the_algorithms(installed, tmp_path):
 
 
 def test_installed_zip_restores_with_its_bundled_model(installed, tmp_path):
-    """Run from an empty folder without the checkout on any path: engine and model come from the ZIP."""
+    """Run from an empty folder without the checkout on any path: engine and model come from the ZIP,
+    and the raster is what the engine makes of it with that model: finite, in the input's range,
+    equal to a direct `restore_raster` to float precision."""
     cube = smooth_cube(31, 40, 40)
     source = write_raster(tmp_path / "scene.tif", cube, wavelengths=np.linspace(400, 700, 31))
     result = run_json(installed, "damp:restore", cwd=tmp_path, INPUT=source, OUTPUT=tmp_path / "restored.tif")
-    assert Path(result["results"]["OUTPUT"]).is_file()
+    restored = read_window(Path(result["results"]["OUTPUT"]))
+    vendored = Path(installed["HOME"]) / PLUGINS / "damp_qgis" / "vendor" / "resources" / "models"
+    direct = read_window(restore_raster(source, tmp_path / "direct.tif", model=vendored / "damp_tiny.safetensors",
+                                        device="cpu").output)
+    span = float(cube.max() - cube.min())
+    assert restored.shape == cube.shape and restored.dtype == np.float32 and np.isfinite(restored).all()
+    assert cube.min() - 0.1 * span <= restored.min() and restored.max() <= cube.max() + 0.1 * span
+    np.testing.assert_allclose(restored, direct, rtol=0, atol=1e-4 * span)

@@ -3,19 +3,15 @@ through QGIS_PLUGINPATH and enabled, torch from the project's venv, JSON results
 from __future__ import annotations
 
 import csv
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from osgeo import gdal
 
-from conftest import ROOT, SAMPLE, smooth_cube, write_raster
-from damp_engine.checkpoint import save_checkpoint
-from damp_engine.model import DAMP, get_preset
-from plugin_support import qgis_env, run_json
+from helpers import ROOT, SAMPLE, linked_plugin_env, run_json, smooth_cube, tiny_model_file, write_raster
 
+pytestmark = pytest.mark.qgis
 MODEL3 = ROOT / "resources" / "models" / "simulate_restore_evaluate.model3"
 WAVELENGTHS = np.linspace(400.0, 700.0, 31)
 
@@ -23,14 +19,7 @@ WAVELENGTHS = np.linspace(400.0, 700.0, 31)
 @pytest.fixture(scope="module")
 def env(tmp_path_factory) -> dict[str, str]:
     """The plugin linked as `make install-plugin` links it, found through QGIS_PLUGINPATH, enabled in the profile."""
-    base = tmp_path_factory.mktemp("qgis_process")
-    plugins = base / "plugins"
-    subprocess.run(["python3", str(ROOT / "scripts" / "package_plugin.py"), "link", str(plugins)], check=True,
-                   capture_output=True)
-    settings = base / "home" / ".local" / "share" / "QGIS" / "QGIS3" / "profiles" / "default" / "QGIS" / "QGIS3.ini"
-    settings.parent.mkdir(parents=True)
-    settings.write_text("[PythonPlugins]\ndamp_qgis=true\n")
-    return qgis_env(base / "home", QGIS_PLUGINPATH=str(plugins))
+    return linked_plugin_env(tmp_path_factory.mktemp("qgis_process"))
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +34,7 @@ def clean(folder) -> Path:
 
 @pytest.fixture(scope="module")
 def model(folder) -> Path:
-    torch.manual_seed(0)
-    return save_checkpoint(DAMP(get_preset("tiny")), folder / "tiny.safetensors", {"name": "qgis_process test"})
+    return tiny_model_file(folder / "tiny.safetensors", name="qgis_process test")
 
 
 def test_restore_with_only_input_and_output(env, clean, model, tmp_path):

@@ -9,36 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qgis.core import QgsApplication, QgsProcessingFeedback
+from qgis.core import QgsApplication
 
-from conftest import ROOT, smooth_cube, write_raster
 from damp_qgis.algorithms.base import GROUPS, DampAlgorithm
+from helpers import ROOT, RecordingFeedback, smooth_cube, write_raster
 
+pytestmark = pytest.mark.qgis
 PLUGIN = ROOT / "damp_qgis"
 BANDS, SIDE = 31, 40
-
-
-class RecordingFeedback(QgsProcessingFeedback):
-    """Keeps the progress, warnings and errors an algorithm reports; cancels at ``cancel_at`` percent."""
-
-    def __init__(self, cancel_at: float | None = None) -> None:
-        super().__init__()
-        self.cancel_at = cancel_at
-        self.progress: list[float] = []
-        self.warnings: list[str] = []
-        self.errors: list[str] = []
-
-    def setProgress(self, progress: float) -> None:  # noqa: N802 (QGIS API)
-        super().setProgress(progress)
-        self.progress.append(progress)
-        if self.cancel_at is not None and progress >= self.cancel_at:
-            self.cancel()
-
-    def pushWarning(self, warning: str) -> None:  # noqa: N802 (QGIS API)
-        self.warnings.append(warning)
-
-    def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802, N803 (QGIS API)
-        self.errors.append(error)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +63,8 @@ def untranslatable_calls(source: str) -> list[int]:
 
 def test_the_translation_scan_sees_variables_and_f_strings():
     source = ('HELP = tr("literal")\nclass A:\n    def tr(self, text):\n        return translate("C", text)\n'
-              '    def f(self, name):\n        self.tr(name)\n        tr(f"x {name}")\n        self.tr("ok").format(x=1)\n')
+              '    def f(self, name):\n        self.tr(name)\n        tr(f"x {name}")\n'
+              '        self.tr("ok").format(x=1)\n')
     assert untranslatable_calls(source) == [6, 7]
 
 
@@ -151,7 +130,7 @@ def assert_ended_as_cancelled(results: dict, feedback: RecordingFeedback) -> Non
 
 
 def test_a_cancelled_prompt_ends_as_cancelled_without_a_table(processing, noisy, tmp_path):
-    feedback = RecordingFeedback(cancel_at=1)
+    feedback = RecordingFeedback(cancel_after=0)
     results = processing.run("damp:prompt", {"INPUT": str(noisy), "OUTPUT": str(tmp_path / "prompt.csv")},
                              feedback=feedback)
     assert_ended_as_cancelled(results, feedback)
@@ -159,7 +138,7 @@ def test_a_cancelled_prompt_ends_as_cancelled_without_a_table(processing, noisy,
 
 
 def test_a_cancelled_simulation_ends_as_cancelled_before_writing(processing, clean, tmp_path):
-    feedback = RecordingFeedback(cancel_at=1)
+    feedback = RecordingFeedback(cancel_after=0)
     results = processing.run("damp:simulate", {"INPUT": str(clean), "KIND": "gaussian_noise",
                                                "OUTPUT": str(tmp_path / "degraded.tif")}, feedback=feedback)
     assert_ended_as_cancelled(results, feedback)
@@ -167,7 +146,7 @@ def test_a_cancelled_simulation_ends_as_cancelled_before_writing(processing, cle
 
 
 def test_a_cancelled_evaluation_ends_as_cancelled_without_a_table(processing, clean, noisy, tmp_path):
-    feedback = RecordingFeedback(cancel_at=1)
+    feedback = RecordingFeedback(cancel_after=0)
     results = processing.run("damp:evaluate", {"REFERENCE": str(clean), "INPUT": str(noisy),
                                                "OUTPUT": str(tmp_path / "quality.csv")}, feedback=feedback)
     assert_ended_as_cancelled(results, feedback)

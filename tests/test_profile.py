@@ -11,11 +11,12 @@ from qgis.gui import QgsMapCanvas
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QColor, QPalette
 
-from conftest import smooth_cube, write_raster
+from helpers import smooth_cube, write_raster
 from damp_engine.scene import degrade_raster
 from damp_qgis.dock.profile import (BAD_BAND_COLOUR, LOST_BAND_COLOUR, ProfilePanel, SpectrumPlot, pixel_at,
                                     related_layers)
 
+pytestmark = pytest.mark.qgis
 BANDS, ROWS, COLS = 31, 24, 32
 WAVELENGTHS = np.linspace(400.0, 700.0, BANDS)
 PIXEL = 30.0
@@ -224,4 +225,5 @@ def test_the_pick_marker_stays_on_the_pixel_when_the_map_changes_crs(panel, laye
     wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
     panel.canvas.setDestinationCrs(wgs84)
     expected = QgsCoordinateTransform(layers["clean"].crs(), wgs84, QgsProject.instance()).transform(centre_of(5, 7))
-    assert panel.marker.center().x() == pytest.approx(expected.x()) and panel.marker.center().y() == pytest.approx(expected.y())
+    centre = panel.marker.center()
+    assert centre.x() == pytest.approx(expected.x()) and centre.y() == pytest.approx(expected.y())

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from osgeo import gdal
 
 from damp_engine.errors import DampInputError
+from damp_engine.names import METRIC_MEANINGS, METRIC_TITLES
 from damp_engine.prompt import (
-    METRIC_MEANINGS,
     METRIC_NAMES,
-    METRIC_TITLES,
     compute_prompt,
     gstd,
     hfer,
@@ -21,27 +21,23 @@ from damp_engine.prompt import (
     scs,
     stu,
 )
+from helpers import read_window
 
-TEST_SCENES = Path(__file__).resolve().parents[2] / "shared" / "data" / "hsi" / "test"
 CROP = 128
 
 
-def read_scene(name: str) -> torch.Tensor:
+def read_scene(shared_data: Path, name: str) -> torch.Tensor:
     """A real test scene in [0, 1], (C, H, W) float32: a centre crop of CAVE, or Samson whole."""
-    from osgeo import gdal
-    path = TEST_SCENES / f"{name}.tif"
-    if not path.exists():
-        pytest.fail(f"test scene {path} is not available" + " (the tests read ../shared/data/hsi beside the checkout)")
-    dataset = gdal.Open(str(path))
+    path = shared_data / "test" / f"{name}.tif"
     if name.startswith("cave_"):
-        offset = (dataset.RasterXSize - CROP) // 2
-        return torch.from_numpy(dataset.ReadAsArray(offset, offset, CROP, CROP).astype(np.float32) / 65535)
-    return torch.from_numpy(dataset.ReadAsArray().astype(np.float32))
+        offset = (gdal.Open(str(path)).RasterXSize - CROP) // 2
+        return torch.from_numpy(read_window(path, offset, offset, CROP, CROP).astype(np.float32) / 65535)
+    return torch.from_numpy(read_window(path).astype(np.float32))
 
 
 @pytest.fixture(scope="module", params=["cave_balloons", "samson_95"])
-def scene(request: pytest.FixtureRequest) -> torch.Tensor:
-    return read_scene(request.param)
+def scene(request: pytest.FixtureRequest, shared_data: Path) -> torch.Tensor:
+    return read_scene(shared_data, request.param)
 
 
 def column(values: torch.Tensor, name: str) -> list[float]:
@@ -101,9 +97,9 @@ def test_constant_cube_gives_finite_values() -> None:
     assert bool(torch.isfinite(values).all())
 
 
-def test_prompt_of_a_sample_does_not_depend_on_the_batch() -> None:
+def test_prompt_of_a_sample_does_not_depend_on_the_batch(shared_data: Path) -> None:
     names = ("cave_balloons", "cave_thread_spools", "cave_fake_and_real_peppers")
-    scenes = [read_scene(name)[:, :64, :64] for name in names]
+    scenes = [read_scene(shared_data, name)[:, :64, :64] for name in names]
     batched = compute_prompt(torch.stack(scenes)).values
     alone = torch.cat([compute_prompt(cube).values for cube in scenes])
     torch.testing.assert_close(batched, alone, rtol=0, atol=1e-5)

@@ -1,26 +1,18 @@
 """Specification of damp_engine.quality: the PSNR / SSIM / SAM / ERGAS conventions."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from damp_engine.errors import DampInputError
 from damp_engine.quality import PSNR_CAP, ergas, evaluate, psnr, sam, ssim
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT / "shared" if (ROOT / "shared").is_dir() else ROOT.parent / "shared"
-CAVE = SHARED / "data" / "hsi" / "test" / "cave_fake_and_real_peppers.tif"
+from helpers import read_window
 
 
 @pytest.fixture(scope="module")
-def clean() -> np.ndarray:
+def clean(shared_data) -> np.ndarray:
     """A real 31×64×80 CAVE crop in [0, 1] (float64)."""
-    from osgeo import gdal
-    if not CAVE.exists():
-        pytest.fail(f"test data not found: {CAVE}" + " (the tests read ../shared/data/hsi beside the checkout)")
-    return gdal.Open(str(CAVE)).ReadAsArray(150, 220, 80, 64).astype(np.float64) / 65535
+    return read_window(shared_data / "test" / "cave_fake_and_real_peppers.tif", 150, 220, 80, 64) / 65535.0
 
 
 @pytest.fixture(scope="module")

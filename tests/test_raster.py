@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import smooth_cube, write_raster
+from helpers import smooth_cube, write_raster
 from osgeo import gdal
 
 from damp_engine.errors import DampInputError

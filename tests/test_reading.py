@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DATA, ROOT, SAMPLE, write_raster
 from damp_engine import DampCancelled, DampInputError
 from damp_engine.cli import main
 from damp_engine.degrade import degrade
@@ -19,10 +18,11 @@ from damp_engine.names import FAMILIES
 from damp_engine.reading import PRESENT, read_cube, read_raster
 from damp_engine.reading_model import DEFAULT_READING_MODEL, ReadingModel, load_reading_model
 from damp_engine.scaling import measure_scaling
+from helpers import ROOT, SAMPLE, write_raster
 
-CAVE = DATA / "test" / "cave_fake_and_real_peppers.tif"   # held out: a lab scene, 31 bands
-HYDICE = DATA / "test_rs" / "hydice_urban_80x100.tif"      # held out: an airborne sensor never trained on
-PAVIA = DATA / "test_rs" / "rosis_pavia_centre_100.tif"    # held out: another one (HYDICE Urban has stripes of its own)
+CAVE = "test/cave_fake_and_real_peppers.tif"   # held out: a lab scene, 31 bands
+HYDICE = "test_rs/hydice_urban_80x100.tif"      # held out: an airborne sensor never trained on
+PAVIA = "test_rs/rosis_pavia_centre_100.tif"    # held out: another one (HYDICE Urban has stripes of its own)
 
 
 def counts(path: Path, window: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, float]:
@@ -34,18 +34,18 @@ def counts(path: Path, window: tuple[int, int, int, int] | None = None) -> tuple
 
 
 @pytest.fixture(scope="module")
-def cave() -> tuple[np.ndarray, float]:
-    return counts(CAVE, (192, 192, 128, 128))
+def cave(shared_data) -> tuple[np.ndarray, float]:
+    return counts(shared_data / CAVE, (192, 192, 128, 128))
 
 
 @pytest.fixture(scope="module")
-def hydice() -> tuple[np.ndarray, float]:
-    return counts(HYDICE)
+def hydice(shared_data) -> tuple[np.ndarray, float]:
+    return counts(shared_data / HYDICE)
 
 
 @pytest.fixture(scope="module")
-def pavia() -> tuple[np.ndarray, float]:
-    return counts(PAVIA)
+def pavia(shared_data) -> tuple[np.ndarray, float]:
+    return counts(shared_data / PAVIA)
 
 
 def degraded_file(folder: Path, scene: tuple[np.ndarray, float], kind: str, seed: int = 1, **params) -> Path:
@@ -243,9 +243,9 @@ def test_the_classifier_ships_as_json_numbers_beside_the_model_card():
     assert set(data["training"]["zero_shot_never_trained"]) == {"poisson", "motion_blur"}
 
 
-def test_the_classifier_never_saw_the_held_out_scenes():
+def test_the_classifier_never_saw_the_held_out_scenes(shared_data):
     trained = set(load_reading_model().info["scenes"])
-    held_out = {p.name for folder in ("test", "test_rs") for p in (DATA / folder).iterdir()}
+    held_out = {p.name for folder in ("test", "test_rs") for p in (shared_data / folder).iterdir()}
     assert trained and not trained & held_out
 
 
@@ -272,8 +272,8 @@ def trainer():
     sys.path.remove(str(ROOT / "scripts"))
 
 
-def test_training_samples_are_seeded(trainer):
-    scene = DATA / "train_rs" / "aviris_moffett_50.tif"
+def test_training_samples_are_seeded(trainer, shared_data):
+    scene = shared_data / "train_rs" / "aviris_moffett_50.tif"
     first, second = (trainer.samples(scene, 3, 2, seed=0) for _ in range(2))
     assert [r["features"] for r in first] == [r["features"] for r in second]
     assert all(r["scene"] == scene.name for r in first)

@@ -8,28 +8,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from qgis.core import QgsRasterLayer
 from qgis.gui import QgsMapCanvas
 
-from conftest import DATA, write_raster
-from dock_support import FakeIface, wait_for
-from damp_engine.checkpoint import save_checkpoint
 from damp_engine.cli import main
 from damp_engine.degrade import degrade
-from damp_engine.model import DAMP, get_preset
 from damp_engine.names import FAMILIES
 from damp_engine.raster import RasterReader
 from damp_engine.reading import read_raster
+from helpers import FakeIface, tiny_model_file, wait_for, write_raster
 
+pytestmark = pytest.mark.qgis
 SIDE = 96
 
 
 @pytest.fixture(scope="module")
-def rasters(tmp_path_factory) -> dict[str, Path]:
+def rasters(tmp_path_factory, shared_data) -> dict[str, Path]:
     """Crops of a held-out CAVE scene: noisy, striped, and coarse (×2), georeferenced."""
     folder = tmp_path_factory.mktemp("reading")
-    with RasterReader(DATA / "test" / "cave_thread_spools.tif") as reader:
+    with RasterReader(shared_data / "test" / "cave_thread_spools.tif") as reader:
         counts, _ = reader.read(200, 200, SIDE, SIDE)
     clean = counts / 65535.0
     out = {}
@@ -42,9 +39,7 @@ def rasters(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "reading_dock.safetensors"
-    return save_checkpoint(DAMP(get_preset("tiny")), path, {"name": "reading-test"})
+    return tiny_model_file(tmp_path_factory.mktemp("model") / "reading_dock.safetensors", name="reading-test")
 
 
 def cli_reading(capsys, path: Path) -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, smooth_cube, write_raster
+from helpers import ROOT, smooth_cube, write_raster
 from osgeo import gdal
 
 SEED = 12
@@ -266,7 +266,8 @@ def test_there_are_a_few_hundred_cases_of_every_kind(results):
 
 
 def test_prompt_succeeds_or_says_one_sentence(results):
-    bad = [(r["kind"], r["prompt"], r["prompt_err"][-500:]) for r in results if not one_sentence(r["prompt"], r["prompt_err"])]
+    bad = [(r["kind"], r["prompt"], r["prompt_err"][-500:]) for r in results
+           if not one_sentence(r["prompt"], r["prompt_err"])]
     assert not bad
 
 

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import smooth_cube, write_raster
+from helpers import smooth_cube, write_raster
 
 from damp_engine.errors import DampInputError
 from damp_engine.outputs import (OutputGroup, check_output_file, commit_together, pid_alive, remove_stale_files,

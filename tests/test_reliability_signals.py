@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, smooth_cube, write_raster
+from helpers import ROOT, smooth_cube, write_raster
 
 from damp_engine.cli import main
 

@@ -10,11 +10,10 @@ import pytest
 import torch
 from osgeo import gdal
 
-from conftest import smooth_cube, write_raster
-from damp_engine.checkpoint import DEFAULT_MODEL, load_model, save_checkpoint
+from helpers import smooth_cube, tiny_model_file, write_raster
+from damp_engine.checkpoint import DEFAULT_MODEL, load_model
 from damp_engine.errors import DampCancelled, DampInputError
 from damp_engine.inference import Backoff, NetworkRunner
-from damp_engine.model import DAMP, get_preset
 from damp_engine.prompt import METRIC_NAMES
 from damp_engine.raster import RasterReader
 from damp_engine.tilegrid import TileGrid
@@ -30,9 +29,7 @@ def model(tmp_path_factory):
     """The bundled model if it exists, else a random-init tiny model saved and loaded like one."""
     if DEFAULT_MODEL.is_file():
         return load_model(DEFAULT_MODEL, device="cpu")
-    torch.manual_seed(0)
-    path = save_checkpoint(DAMP(get_preset("tiny")), tmp_path_factory.mktemp("model") / "tiny.safetensors",
-                           {"name": "random tiny"})
+    path = tiny_model_file(tmp_path_factory.mktemp("model") / "tiny.safetensors", name="random tiny")
     return load_model(path, device="cpu")
 
 
@@ -271,11 +268,11 @@ def _fail_once(monkeypatch, when):
     """Make the network raise a CUDA out-of-memory error the first time `when(batch)` holds."""
     real, state = NetworkRunner.restore, {"raised": False}
 
-    def flaky(self, basis, x, valid, prompts, complement_share=0.0, keep_valid=False):
+    def flaky(self, basis, x, *args):
         if not state["raised"] and when(x):
             state["raised"] = True
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(self, basis, x, valid, prompts, complement_share, keep_valid)
+        return real(self, basis, x, *args)
 
     monkeypatch.setattr(NetworkRunner, "restore", flaky)
     return state

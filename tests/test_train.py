@@ -1,4 +1,5 @@
-"""Training smoke tests: a few steps on small real rasters, resume, fine-tune, cancel."""
+"""Training: a few steps on small real rasters, resume, fine-tune, cancel, and the loss falling on a
+fixed batch."""
 from __future__ import annotations
 
 import csv
@@ -6,13 +7,13 @@ import json
 
 import pytest
 import torch
-from conftest import smooth_cube, write_raster
 
-from damp_engine.checkpoint import load_model, save_checkpoint
+from damp_engine.checkpoint import load_model
 from damp_engine.errors import DampCancelled, DampInputError
-from damp_engine.model import DAMP, get_preset
 from damp_engine.finetune import finetune
-from damp_engine.train import TrainConfig, train
+from damp_engine.model import DAMP, get_preset
+from damp_engine.train import AUX_WEIGHT, TrainConfig, batch_loss, make_sample, train
+from helpers import smooth_cube, tiny_model_file, write_raster
 
 
 @pytest.fixture
@@ -66,9 +67,29 @@ def test_training_loss_is_logged_and_plausible(tmp_path, data):
     assert all(0 < v < 1 for v in losses)
 
 
+def test_training_steps_lower_the_loss_on_a_fixed_batch():
+    """The training loss and its gradients fit: the trainer's step (its loss, AdamW at its learning
+    rate and weight decay, gradient clipping) repeated on one fixed batch of two noisy crops lowers
+    the loss by more than a tenth within 40 steps, the last steps against the first."""
+    torch.manual_seed(0)
+    net = DAMP(get_preset("tiny")).train()
+    samples = [make_sample(smooth_cube(31, 32, 32, seed=s), "gaussian_noise", {"sigma": 30}, seed=s) for s in (0, 1)]
+    defaults = TrainConfig(data=[], out="")
+    optimizer = torch.optim.AdamW(net.parameters(), lr=defaults.lr, weight_decay=defaults.weight_decay)
+    losses = []
+    for _ in range(40):
+        fit, aux = batch_loss(net, samples)
+        optimizer.zero_grad(set_to_none=True)
+        (fit + AUX_WEIGHT * aux).backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+        losses.append(fit.item())
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < 0.9 * first, losses
+
+
 def test_finetune_writes_a_model_that_loads(tmp_path, data):
-    base = save_checkpoint(DAMP(get_preset("tiny")), tmp_path / "base.safetensors",
-                           {"evaluation": {"tasks": ["of the base model"]}})
+    base = tiny_model_file(tmp_path / "base.safetensors", evaluation={"tasks": ["of the base model"]})
     lines = []
     out = finetune([str(data / "synthetic.tif")], str(tmp_path / "mine.safetensors"), base=str(base),
                    steps=2, batch=2, crop=32, log=lines.append)
@@ -86,7 +107,7 @@ def test_finetune_writes_a_model_that_loads(tmp_path, data):
 
 
 def test_cancelled_finetune_writes_nothing(tmp_path, data):
-    base = save_checkpoint(DAMP(get_preset("tiny")), tmp_path / "base.safetensors", {})
+    base = tiny_model_file(tmp_path / "base.safetensors")
     with pytest.raises(DampCancelled):
         finetune([str(data / "synthetic.tif")], str(tmp_path / "mine.safetensors"), base=str(base),
                  steps=5, batch=2, crop=32, cancelled=lambda: True, log=lambda _: None)
