@@ -23,7 +23,9 @@ demo: setup
 	@$(PY) -m damp_engine.demo
 
 # The tests also check the classical baselines of the benchmarks, so they install those too.
+# ruff (pinned in requirements.txt, rules in pyproject.toml) checks the code first.
 test: setup $(BENCH_STAMP)
+	@$(PY) -m ruff check --quiet damp_engine damp_qgis tests bench scripts
 	@$(PY) -m pytest -q -p no:cacheprovider tests
 
 # Speed and memory: the prompt on a 224-band 1000x1000 cube, streaming restoration, then batch

@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| workers | seconds | scenes per hour |\n|---|---|---|")
     for r in runs:
         print(f"| {r['workers']} | {r['seconds']} | {r['scenes_per_hour']} |")
-    print(f"\n2 workers / 1 worker: {speedup:.2f} x; wrote {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+    shown = RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS
+    print(f"\n2 workers / 1 worker: {speedup:.2f} x; wrote {shown}")
     return 0
 
 

@@ -156,7 +156,8 @@ def markdown(results: dict) -> str:
     for r in results["throughput"]:
         s = r["seconds"]
         lines.append(f"| {r['bands']} x {r['height']} x {r['width']} | {r['tiles']} | {r['mpb_per_s']:.2f} | "
-                     f"{s['analysis']:.2f} | {s['read']:.2f} | {s['network']:.2f} | {s['write']:.2f} | {s['total']:.2f} |")
+                     f"{s['analysis']:.2f} | {s['read']:.2f} | {s['network']:.2f} | {s['write']:.2f} | "
+                     f"{s['total']:.2f} |")
     mem = results["memory"]
     per_pixel = {r["bands"]: r["seconds"]["total"] / (r["width"] * r["height"]) for r in results["throughput"][:2]}
     if len(per_pixel) == 2:

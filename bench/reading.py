@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{path.name} is among the classifier's training scenes; it cannot be held out.")
         pieces, factor = crops(path, args.crop, args.crops)
         for c, cube in enumerate(pieces):
-            for t, task in enumerate(TASKS):
+            for task in TASKS:
                 degraded, record = apply(task, cube, factor, seed_of(path.name, c, task.name))
                 read = read_cube(degraded, model=reader_model)
                 rows.append({"scene": path.name, "crop": c, "task": task, "factor": factor, "record": record,
@@ -316,9 +316,11 @@ def show(report: dict) -> None:
           f"{100 * n['max']:.1f} %, within 10 %: {100 * n['within_10_percent']:.0f} % of reads; max by σ: "
           + ", ".join(f"{s}: {100 * e:.1f} %" for s, e in n["by_sigma"].items()))
     b = sev["blur_width_relative_error"]
-    print(f"Blur width (FWHM) vs the Gaussian kernel's: median error {100 * b['median']:.1f} %, max {100 * b['max']:.1f} %")
+    print(f"Blur width (FWHM) vs the Gaussian kernel's: median error {100 * b['median']:.1f} %, "
+          f"max {100 * b['max']:.1f} %")
     print(f"Coarse factor exact: {100 * sev['coarse_factor_exact']:.0f} %; lost bands exact: "
-          f"{100 * sev['lost_bands_exact']:.0f} %; missing share max abs error {sev['missing_fraction_abs_error_max']:.3f}")
+          f"{100 * sev['lost_bands_exact']:.0f} %; missing share max abs error "
+          f"{sev['missing_fraction_abs_error_max']:.3f}")
     if "routing" in report:
         r = report["routing"]
         if "error" in r:

@@ -56,8 +56,8 @@ _API = {
     "FAMILY_TITLES": "damp_engine.names",
 }
 
-__all__ = ["DampInputError", "DampCancelled", "one_line", "__version__", "DEFAULT_TILE", "DEFAULT_HALO", "DEFAULT_BATCH",
-           "MIN_TILE", "MAX_TILE", "MIN_HALO", "MAX_HALO", *_API]
+__all__ = ["DampInputError", "DampCancelled", "one_line", "__version__", "DEFAULT_TILE", "DEFAULT_HALO",
+           "DEFAULT_BATCH", "MIN_TILE", "MAX_TILE", "MIN_HALO", "MAX_HALO", *_API]
 
 
 def __getattr__(name: str) -> Any:

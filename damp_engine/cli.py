@@ -32,7 +32,7 @@ def _print_table(rows: dict, fmt: str = "{:>10.4f}") -> None:
 def cmd_prompt(args: argparse.Namespace) -> None:
     """The scene prompt and its reading (``damp_engine.reading.read_raster``): JSON, or the
     reading's one sentence first, then the metrics."""
-    from .prompt import METRIC_MEANINGS
+    from .names import METRIC_MEANINGS
     from .reading import read_raster
     from .scene import prompt_raster
 
@@ -259,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", default=None, metavar="MODEL",
                    help="start from these weights (*.safetensors) with a fresh optimiser and schedule")
     p.add_argument("--nproc", type=int, default=1, metavar="N",
-                   help="train data-parallel in N processes, a GPU each on CUDA; --batch is the global batch (default 1)")
+                   help="train data-parallel in N processes, a GPU each on CUDA; --batch is the global batch "
+                        "(default 1)")
 
     def tiling_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", default=None, help="model weights (*.safetensors; default: the bundled model)")
@@ -269,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"context pixels read around each tile, {MIN_HALO} to {MAX_HALO} (default {DEFAULT_HALO})")
         p.add_argument("--batch", type=int, default=DEFAULT_BATCH,
                        help=f"tiles per forward pass (default {DEFAULT_BATCH})")
-        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default auto (CUDA if present)")
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                       help="default auto (CUDA if present)")
         p.add_argument("--report", default=None, help="write a JSON report (prompt, routing, timings) here")
         p.add_argument("--tile-prompts", action="store_true",
                        help="route each tile by its own degradation prompt (default: the scene's, seamless)")

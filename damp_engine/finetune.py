@@ -42,7 +42,8 @@ def finetune(rasters: list[str], out_model: str, base: str | None = None, steps:
     try:
         check = held_out_check(rasters[0], crop)
         before = check(load_model(base_path, device="cpu"))
-        log(f"held-out crop of {Path(rasters[0]).name} with Gaussian noise σ = 30: the base model gives {before:.2f} dB")
+        log(f"held-out crop of {Path(rasters[0]).name} with Gaussian noise σ = 30: "
+            f"the base model gives {before:.2f} dB")
         cfg = TrainConfig(data=[str(r) for r in rasters], out=str(staging / out.name), steps=steps,
                           batch=batch, crop=crop, lr=lr, warmup=min(50, steps // 5), device=device,
                           base_model=str(base_path), checkpoint_minutes=1e9, log_every=max(1, steps // 10))

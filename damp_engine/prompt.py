@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DampInputError
-from .names import METRIC_MEANINGS, METRIC_NAMES, METRIC_TITLES
+from .names import METRIC_NAMES
 
 _EPS = 1e-12  # guards divisions: an energy of 1e-12 (std 1e-6) is far below any real signal
 _CHUNK_VALUES = 1 << 22  # values per chunk of bands: about 16 MiB in float32

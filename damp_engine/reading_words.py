@@ -72,7 +72,8 @@ def severities(s: Survey, factor: float, model: ReadingModel, present: set[str])
         sev["coarse_factor"] = factor_found
         if factor_found > 1:
             notes.append(f"pixels are copies of {factor_found} × {factor_found} blocks (differences inside blocks "
-                         f"are {100 * s.replication[factor_found]:.2g} % of those across): coarse pixels on a finer grid")
+                         f"are {100 * s.replication[factor_found]:.2g} % of those across): coarse pixels on a "
+                         "finer grid")
     if "missing_pixels" in present or s.missing_fraction > 0.01:
         sev["missing_fraction"] = s.missing_fraction
         notes.append(f"{100 * s.missing_fraction:.3g} % of the sampled pixels hold no data (zero spectra or nodata)")
@@ -119,7 +120,8 @@ def metric_evidence(metrics: Mapping[str, float], clean: Mapping[str, tuple[floa
         if low <= value <= high:
             continue
         side = "above" if value > high else "below"
-        lines.append(f"{METRIC_TITLES[name]} ({name.upper()}) {value:.3g} is {side} the clean range {low:.3g}–{high:.3g}")
+        lines.append(f"{METRIC_TITLES[name]} ({name.upper()}) {value:.3g} is {side} the clean range "
+                     f"{low:.3g}–{high:.3g}")
     if not lines:
         lines.append("all six prompt metrics lie inside their clean ranges")
     return lines

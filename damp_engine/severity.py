@@ -99,6 +99,6 @@ def measure(x: np.ndarray, valid: np.ndarray | None = None) -> Measures:
     return Measures(
         missing=missing, lost=lost, sigma=sigma, sigma_bright=bright, gamma=gamma, gamma_weight=weight, gain=gain,
         floor=floor, rho=derivative_correlation(x, bad | dead, lost), replication=replication(x, missing, lost),
-        dead_cols=dead_cols.mean(axis=1), dead_rows=dead_rows.mean(axis=1), stripe_col=stripe_col, stripe_row=stripe_row,
-        impulse=share,
+        dead_cols=dead_cols.mean(axis=1), dead_rows=dead_rows.mean(axis=1), stripe_col=stripe_col,
+        stripe_row=stripe_row, impulse=share,
     )

@@ -90,7 +90,8 @@ def _correlation_inflation(residual: np.ndarray, use: np.ndarray, along: int) ->
     else:
         a, b, ok = residual[..., :-1], residual[..., 1:], use[..., :-1] & use[..., 1:]
     num = np.einsum("chw,chw->c", a * ok, b, dtype=np.float64)
-    den = np.sqrt(np.einsum("chw,chw->c", a * ok, a, dtype=np.float64) * np.einsum("chw,chw->c", b * ok, b, dtype=np.float64))
+    den = np.sqrt(np.einsum("chw,chw->c", a * ok, a, dtype=np.float64)
+                  * np.einsum("chw,chw->c", b * ok, b, dtype=np.float64))
     rho = np.clip(np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0), 0.0, 0.98)
     return (1 + rho) / (1 - rho)
 

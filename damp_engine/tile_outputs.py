@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .prompt import METRIC_NAMES, METRIC_TITLES
+from .names import METRIC_NAMES, METRIC_TITLES
 from .raster import RasterInfo, RasterWriter
 from .tilegrid import Window
 

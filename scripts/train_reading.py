@@ -22,9 +22,10 @@ What it does, deterministically (same seed, same data: the same file):
 3. Fits one L2-regularised logistic regression per degradation family on standardised
    features (Newton's method), the regularisation chosen by 5-fold cross-validation grouped by
    scene; calibrates each family's probability with Platt scaling on the out-of-fold logits
-   (scenes the fold's model never saw); clean is no degradation, Π (1 − p) over the families; records the clean ranges of the six metrics (5th-95th percentile over the
-   clean crops) and the calibration of the blur-width estimator (least squares of the kernel's
-   σ on the raw estimate, over the Gaussian-blurred crops).
+   (scenes the fold's model never saw); clean is no degradation, Π (1 − p) over the families;
+   records the clean ranges of the six metrics (5th-95th percentile over the clean crops) and
+   the calibration of the blur-width estimator (least squares of the kernel's σ on the raw
+   estimate, over the Gaussian-blurred crops).
 """
 from __future__ import annotations
 
@@ -99,7 +100,8 @@ def _apply(kind: str, x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarr
         sigma = float(np.exp(rng.uniform(np.log(5), np.log(80))))
         return degrade(x, kind, seed, sigma=sigma)[0], {"gaussian_noise"}, {"sigma": sigma}
     if kind == "noniid_noise":
-        sigmas = sorted(rng.choice([5, 10, 20, 30, 40, 50, 60, 70], size=int(rng.integers(2, 5)), replace=False).tolist())
+        levels = [5, 10, 20, 30, 40, 50, 60, 70]
+        sigmas = sorted(rng.choice(levels, size=int(rng.integers(2, 5)), replace=False).tolist())
         return degrade(x, kind, seed, sigmas=sigmas)[0], {"gaussian_noise"}, {"sigmas": sigmas}
     if kind == "signal_dependent":
         y, params = _signal_dependent(x, rng)
@@ -147,7 +149,8 @@ def _apply(kind: str, x: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarr
 
 MIX: dict[str, float] = {  # kind → relative frequency in the training set
     "clean": 2.0, "gaussian_noise": 1.5, "noniid_noise": 1.0, "signal_dependent": 1.5, "gaussian_blur": 1.5,
-    "elongated_blur": 0.75, "sr": 1.0, "inpaint": 1.0, "band_loss": 1.0, "stripes": 1.0, "deadlines": 1.0, "impulse": 1.0,
+    "elongated_blur": 0.75, "sr": 1.0, "inpaint": 1.0, "band_loss": 1.0, "stripes": 1.0, "deadlines": 1.0,
+    "impulse": 1.0,
     "complex": 1.5, "noise_and_band_loss": 0.5, "noise_and_inpaint": 0.5,
 }
 
@@ -176,7 +179,7 @@ def samples(path: Path, index: int, per_scene: int, seed: int) -> list[dict]:
     rng = np.random.default_rng([seed, index])
     kinds, weights = list(MIX), np.array(list(MIX.values()))
     out = []
-    for k in range(per_scene):
+    for _ in range(per_scene):
         kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
         _, h, w = cube.shape
         side = min(int(rng.choice(CROPS)), h - MARGIN, w - MARGIN)

@@ -228,8 +228,10 @@ class SpectrumPlot(QWidget):
     def band_span(self, spectrum: Spectrum, band: int) -> tuple[float, float]:
         """The x interval a band covers: half-way to its neighbours."""
         xs = self.positions(spectrum)
-        left = (xs[band] + xs[band - 1]) / 2 if band > 0 else xs[band] - (xs[1] - xs[0]) / 2 if xs.size > 1 else xs[band] - 0.5
-        right = (xs[band] + xs[band + 1]) / 2 if band + 1 < xs.size else xs[band] + (xs[-1] - xs[-2]) / 2 if xs.size > 1 else xs[band] + 0.5
+        first_step = xs[1] - xs[0] if xs.size > 1 else 1.0  # an end band reaches half a step outwards
+        last_step = xs[-1] - xs[-2] if xs.size > 1 else 1.0
+        left = (xs[band] + xs[band - 1]) / 2 if band > 0 else xs[band] - first_step / 2
+        right = (xs[band] + xs[band + 1]) / 2 if band + 1 < xs.size else xs[band] + last_step / 2
         return float(left), float(right)
 
     def bad_bands(self) -> list[int]:
