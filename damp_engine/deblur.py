@@ -20,64 +20,84 @@ import torch
 import torch.nn.functional as F
 
 SPECTRUM_BINS = 16      # radial frequency bins from 0 to 0.5 cycles per pixel
-SECTORS = 3             # angular sectors of the spectrum, from horizontal to vertical frequencies
+SECTORS = 6             # angular sectors of the spectrum, 30° each
 MIN_BLUR = 0.6          # σ (pixels) below which a scene counts as sharp
 MAX_BLUR = 3.5          # widest blur deconvolved
-MAX_SPREAD = 0.6        # σ disagreement between sectors above which a blur is not Gaussian
 WIENER_BALANCE = 1e-4   # weight of the second-difference regulariser of the Wiener filter
 MAX_RADIUS = 64         # taps either side of the deconvolution kernel at most
 ESTIMATOR_PATH = Path(__file__).with_name("blur_estimator.json")
 
 
 def spectrum_features(images: np.ndarray) -> np.ndarray:
-    """(SECTORS, SPECTRUM_BINS − 1) log10 DCT power of images (N, h, w), summed over the N images,
-    by radial frequency in each of ``SECTORS`` angular sectors, relative to each sector's lowest
-    bin (so independent of the images' contrast).
+    """(SECTORS, SPECTRUM_BINS − 1) log10 power of images (N, h, w), summed over the N images,
+    by radial frequency in each of ``SECTORS`` angular sectors spanning all directions (the lowest
+    bin left out), relative to the power of the two lowest bins in all directions (so independent
+    of the images' contrast).
 
-    A Gaussian blur takes the same frequencies away in every direction; a motion blur leaves one
-    direction sharp, and the sector holding it says so (`estimate_blur` takes the least blurred).
+    A Gaussian blur takes the same frequencies away in every direction; a motion blur leaves the
+    direction across it sharp, and the sector holding that direction says so.
+    The spectrum is that of each image's periodic component, so the window's edges add no power.
     """
     n, h, w = images.shape
-    fy = np.arange(h)[:, None] / (2 * h)
-    fx = np.arange(w)[None] / (2 * w)
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None]
     edges = np.linspace(0.0, 0.5, SPECTRUM_BINS + 1)
     edges[0] = 0.5 / max(h, w)
     ring = np.digitize(np.hypot(fy, fx), edges) - 1
-    sector = np.minimum((np.arctan2(fy, fx) / (math.pi / 2) * SECTORS).astype(int), SECTORS - 1)
-    power = np.zeros((SECTORS, SPECTRUM_BINS))
+    angle = np.arctan2(fy, fx) + math.pi / 2                       # (0, π]: fx ≥ 0 covers every direction
+    sector = np.minimum((angle / math.pi * SECTORS).astype(int), SECTORS - 1)
+    cells = [[(sector == a) & (ring == b) for b in range(1, SPECTRUM_BINS)] for a in range(SECTORS)]
+    rings = [ring == b for b in range(1, SPECTRUM_BINS)]
+    low = (ring >= 0) & (ring < 2)
+    power = np.zeros((SECTORS, SPECTRUM_BINS - 1))
+    reference = 0.0
     for image in images.astype(np.float64):
-        spectrum = _dct2(image - image.mean()) ** 2
-        for a in range(SECTORS):
-            for b in range(SPECTRUM_BINS):
-                selected = spectrum[(sector == a) & (ring == b)]
-                power[a, b] += selected.mean() if selected.size else 0.0
-    log_power = np.log10(power + 1e-30)
-    return (log_power - log_power[:, :1])[:, 1:]
+        spectrum = np.abs(np.fft.rfft2(periodic_component(image))) ** 2
+        reference += spectrum[low].mean()
+        for b, in_ring in enumerate(rings):
+            ring_mean = spectrum[in_ring].mean()
+            for a in range(SECTORS):  # a sector too small to hold a frequency of this ring takes the ring's mean
+                selected = spectrum[cells[a][b]]
+                power[a, b] += selected.mean() if selected.size else ring_mean
+    return np.log10(power + 1e-30) - np.log10(reference + 1e-30)
 
 
-def _dct2(image: np.ndarray) -> np.ndarray:
-    """Orthonormal 2-D DCT-II (the spectrum of the image's mirror extension: no edge leakage)."""
-    return _dct_matrix(image.shape[0]) @ image @ _dct_matrix(image.shape[1]).T
+def periodic_component(image: np.ndarray) -> np.ndarray:
+    """The periodic part of an image (h, w) (Moisan's periodic + smooth decomposition): the image
+    less the smooth image whose Laplacian makes up for the jumps across its opposite edges."""
+    h, w = image.shape
+    jumps = np.zeros_like(image)
+    jumps[0] += image[-1] - image[0]
+    jumps[-1] -= image[-1] - image[0]
+    jumps[:, 0] += image[:, -1] - image[:, 0]
+    jumps[:, -1] -= image[:, -1] - image[:, 0]
+    denominator = (2 * np.cos(2 * math.pi * np.arange(h) / h)[:, None]
+                   + 2 * np.cos(2 * math.pi * np.arange(w) / w)[None] - 4)
+    denominator[0, 0] = 1.0
+    smooth = np.fft.fft2(jumps) / denominator
+    smooth[0, 0] = 0.0
+    return image - image.mean() - np.real(np.fft.ifft2(smooth))
 
 
-@lru_cache(maxsize=8)
-def _dct_matrix(n: int) -> np.ndarray:
-    k, i = np.arange(n)[:, None], np.arange(n)[None]
-    m = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2 / n)
-    m[0] /= math.sqrt(2)
-    return m
+def sector_summary(features: np.ndarray) -> np.ndarray:
+    """(3 · (SPECTRUM_BINS − 1),) what the estimator reads of `spectrum_features` (SECTORS, bins): the
+    sectors' mean, the sharpest sector and the most blurred one (by their high-frequency power).
+    Whatever the direction of a blur, the same numbers describe it."""
+    order = np.argsort(-features[:, -4:].mean(axis=1))
+    return np.concatenate([features.mean(axis=0), features[order[0]], features[order[-1]]])
 
 
 @dataclass(frozen=True)
 class BlurEstimator:
-    """σ of a Gaussian blur from one sector of `spectrum_features`: a two-hidden-layer perceptron (GELU)."""
+    """σ of the Gaussian blur to remove from `spectrum_features`: a two-hidden-layer perceptron
+    (GELU) on their `sector_summary`. It was taught 0 for sharp scenes and for motion blurs."""
 
     mean: np.ndarray
     std: np.ndarray
     layers: tuple[tuple[np.ndarray, np.ndarray], ...]
 
     def __call__(self, features: np.ndarray) -> float:
-        h = (np.asarray(features, np.float64) - self.mean) / self.std
+        h = (sector_summary(np.asarray(features, np.float64)) - self.mean) / self.std
         for i, (weight, bias) in enumerate(self.layers):
             h = h @ weight.T + bias
             if i < len(self.layers) - 1:
@@ -102,19 +122,9 @@ def bundled_estimator() -> BlurEstimator:
 
 def estimate_blur(first_components: np.ndarray, estimator: BlurEstimator | None = None) -> float:
     """σ (pixels) of the Gaussian blur of a scene from its first eigen-image in sample windows
-    (N, h, w); 0 for a sharp scene or a blur that is not Gaussian (see `combine_sectors`)."""
-    estimator = estimator or bundled_estimator()
-    return combine_sectors([estimator(f) for f in spectrum_features(first_components)])
-
-
-def combine_sectors(sigmas: list[float]) -> float:
-    """One σ from the sectors' estimates: their least, or 0 when that is below ``MIN_BLUR`` (a
-    sharp scene) or the sectors disagree by more than ``MAX_SPREAD`` (a blur along one direction,
-    such as motion, which a Gaussian deconvolution would turn into ringing)."""
-    low, high = min(sigmas), max(sigmas)
-    if low < MIN_BLUR or high - low > MAX_SPREAD:
-        return 0.0
-    return min(low, MAX_BLUR)
+    (N, h, w); 0 for a sharp scene or a blur that is not Gaussian (an estimate below ``MIN_BLUR``)."""
+    sigma = (estimator or bundled_estimator())(spectrum_features(first_components))
+    return 0.0 if sigma < MIN_BLUR else min(sigma, MAX_BLUR)
 
 
 @lru_cache(maxsize=32)

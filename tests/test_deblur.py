@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from helpers import write_raster
-from damp_engine.deblur import MIN_BLUR, deconvolution_radius, deconvolve, estimate_blur, spectrum_features
+from damp_engine.deblur import (MIN_BLUR, SECTORS, SPECTRUM_BINS, deconvolution_radius, deconvolve, estimate_blur,
+                                 spectrum_features)
 from damp_engine.degrade import degrade
 from damp_engine.kernels import blur, gaussian_kernel, motion_kernel
 from damp_engine.evaluation import load_reference
@@ -29,16 +30,16 @@ def test_the_blur_of_a_real_scene_is_measured_and_a_sharp_or_motion_blurred_one_
     clean = load_reference(shared_data / f"{scene}.tif", crop=96)
     assert estimate_blur(first_component(clean)) == 0.0
     for ksize, sigma in ((9, 1.7), (15, 2.6)):
-        blurred = blur(clean, gaussian_kernel(ksize))
-        assert abs(estimate_blur(first_component(blurred)) - sigma) < 0.5, ksize
-    moved = blur(clean, motion_kernel(9, 30.0))
-    assert estimate_blur(first_component(moved)) < 1.0
+        estimate = estimate_blur(first_component(blur(clean, gaussian_kernel(ksize))))
+        assert 0.7 * sigma <= estimate <= sigma + 0.3, (ksize, estimate)  # it errs low, never far high
+    for length, angle in ((9, 30.0), (15, 45.0), (21, 100.0)):
+        assert estimate_blur(first_component(blur(clean, motion_kernel(length, angle)))) < 1.0, (length, angle)
 
 
 def test_spectrum_features_do_not_depend_on_contrast():
     image = np.random.default_rng(0).standard_normal((2, 32, 32))
     features = spectrum_features(image)
-    assert features.shape == (3, 15)
+    assert features.shape == (SECTORS, SPECTRUM_BINS - 1)
     assert np.allclose(features, spectrum_features(7.0 * image + 3.0))
 
 
