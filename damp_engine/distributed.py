@@ -136,7 +136,9 @@ def launch(nproc: int, train_args: list[str]) -> int:
     0, the exit code of the first process that failed (128 + N for one killed by signal N), or
     128 + N when the launcher itself got signal N (Ctrl-C, SIGTERM: it stops the processes first).
     Each process reports its own errors, in one line as `damp` does. The launcher's handlers of
-    SIGTERM, SIGINT, SIGHUP and SIGQUIT are undone at the end.
+    SIGTERM, SIGINT, SIGHUP and SIGQUIT are undone at the end, and so are the environment variables
+    it sets in this process (OMP_NUM_THREADS=1 among them: a later process started from here, such
+    as a loader worker, would otherwise compute with another thread count than this one).
     """
     from torch.distributed import run
     from torch.distributed.elastic.multiprocessing.api import SignalException
@@ -145,6 +147,7 @@ def launch(nproc: int, train_args: list[str]) -> int:
     options = run.parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "damp_engine.train"])
     options.training_script_args = list(train_args)  # not parsed: torchrun would take --nproc for its own
     kept = {sig: signal.getsignal(sig) for sig in _LAUNCHER_SIGNALS}
+    environment = dict(os.environ)
     try:
         run.run(options)
     except ChildFailedError as exc:
@@ -153,6 +156,8 @@ def launch(nproc: int, train_args: list[str]) -> int:
     except SignalException as exc:
         return 128 + int(exc.sigval)
     finally:
+        os.environ.clear()
+        os.environ.update(environment)
         if threading.current_thread() is threading.main_thread():
             for sig, handler in kept.items():
                 if handler is not None:

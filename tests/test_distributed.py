@@ -72,12 +72,15 @@ def runs(data, tmp_path_factory) -> dict:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PYTHONPATH", str(ROOT))  # the processes import this checkout's engine
         assert train_command(data, one, 4) == 0
+        environment = dict(os.environ)
         assert train_command(data, two, 3, "--nproc", "2") == 0
         handlers_kept = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == handlers
+        environment_kept = dict(os.environ) == environment
         two_files, two_fits, two_card = sorted(p.name for p in two.parent.iterdir()), fit_losses(two), card(two)
         assert train_command(data, two, 4, "--resume") == 0
     return {"one": fit_losses(one), "two": two_fits, "two_files": two_files, "two_card": two_card,
-            "resumed": fit_losses(two), "resumed_card": card(two), "handlers_kept": handlers_kept}
+            "resumed": fit_losses(two), "resumed_card": card(two), "handlers_kept": handlers_kept,
+            "environment_kept": environment_kept}
 
 
 def test_two_processes_follow_the_one_process_loss_at_equal_global_batch(runs):
@@ -90,8 +93,9 @@ def test_a_two_process_run_leaves_what_a_one_process_run_leaves(runs):
     assert runs["two_card"]["steps_done"] == 3 and runs["two_card"]["processes"] == 2
 
 
-def test_the_launcher_gives_back_the_signal_handlers_it_took(runs):
+def test_the_launcher_gives_back_the_signal_handlers_and_environment_it_changed(runs):
     assert runs["handlers_kept"]
+    assert runs["environment_kept"]  # e.g. OMP_NUM_THREADS: loader workers started later compute alike
 
 
 def test_a_two_process_run_resumes_in_one_process(runs):
