@@ -22,6 +22,7 @@ import torch.nn.functional as F
 SPECTRUM_BINS = 16      # radial frequency bins from 0 to 0.5 cycles per pixel
 SECTORS = 6             # angular sectors of the spectrum, 30° each
 MIN_BLUR = 0.6          # σ (pixels) below which a scene counts as sharp
+BLUR_COMPONENTS = 3     # leading eigen-images the blur is read from
 MAX_BLUR = 3.5          # widest blur deconvolved
 WIENER_BALANCE = 1e-4   # weight of the second-difference regulariser of the Wiener filter
 MAX_RADIUS = 64         # taps either side of the deconvolution kernel at most
@@ -120,10 +121,13 @@ def bundled_estimator() -> BlurEstimator:
     return BlurEstimator.from_dict(json.loads(ESTIMATOR_PATH.read_text())["estimator"])
 
 
-def estimate_blur(first_components: np.ndarray, estimator: BlurEstimator | None = None) -> float:
-    """σ (pixels) of the Gaussian blur of a scene from its first eigen-image in sample windows
-    (N, h, w); 0 for a sharp scene or a blur that is not Gaussian (an estimate below ``MIN_BLUR``)."""
-    sigma = (estimator or bundled_estimator())(spectrum_features(first_components))
+def estimate_blur(components: np.ndarray, estimator: BlurEstimator | None = None) -> float:
+    """σ (pixels) of the Gaussian blur of a scene from its leading eigen-images in sample windows
+    (N, k, h, w): the least of their estimates, 0 when that is below ``MIN_BLUR`` (a sharp scene,
+    or a blur that is not Gaussian). A blur blurs every eigen-image alike; a smooth scene or a
+    motion blur that one eigen-image makes look Gaussian-blurred rarely fools the others too."""
+    estimator = estimator or bundled_estimator()
+    sigma = min(estimator(spectrum_features(components[:, i])) for i in range(components.shape[1]))
     return 0.0 if sigma < MIN_BLUR else min(sigma, MAX_BLUR)
 
 

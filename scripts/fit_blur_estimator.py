@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from damp_engine.deblur import ESTIMATOR_PATH, MAX_BLUR, MIN_BLUR, BlurEstimator, sector_summary, spectrum_features
+from damp_engine.deblur import (BLUR_COMPONENTS, ESTIMATOR_PATH, MAX_BLUR, MIN_BLUR, BlurEstimator, sector_summary,
+                                 spectrum_features)
 from damp_engine.kernels import blur, motion_kernel
 from damp_engine.scene_analysis import fit_windows, sample_windows
 from damp_engine.training_data import list_rasters, load_scene
@@ -47,8 +48,9 @@ def gaussian(sigma: float) -> np.ndarray:
 
 
 def draw(cube: np.ndarray, rng: np.random.Generator, motion: bool = False) -> tuple[np.ndarray, float]:
-    """(features, σ) of one random crop, blur and noise of a scaled cube (C, H, W); with `motion`, a
-    motion blur of random length and angle instead (σ = -1: not a Gaussian blur)."""
+    """(features of the ``BLUR_COMPONENTS`` leading eigen-images, σ) of one random crop, blur and noise
+    of a scaled cube (C, H, W); with `motion`, a motion blur of random length and angle instead
+    (σ = -1: not a Gaussian blur)."""
     _, h, w = cube.shape
     side = int(min(rng.choice(CROPS), h, w))
     y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
@@ -64,7 +66,7 @@ def draw(cube: np.ndarray, rng: np.random.Generator, motion: bool = False) -> tu
         crop = crop + np.float32(rng.uniform(0, 1.5) / 255) * rng.standard_normal(crop.shape, dtype=np.float32)
     windows = np.stack([crop[:, y0:y0 + wh, x0:x0 + ww] for x0, y0, ww, wh in sample_windows(side, side)])
     _, components = fit_windows(windows, np.ones(windows.shape, bool), None)
-    return spectrum_features(components[:, 0].numpy()), sigma
+    return np.stack([spectrum_features(components[:, i].numpy()) for i in range(BLUR_COMPONENTS)]), sigma
 
 
 def dataset(root: Path, folders: tuple[str, ...], draws: int, rng: np.random.Generator,
@@ -104,9 +106,10 @@ def fit(features: np.ndarray, sigmas: np.ndarray, steps: int = 4000) -> BlurEsti
 
 
 def report(estimator: BlurEstimator, features: np.ndarray, sigmas: np.ndarray) -> dict:
-    """The estimates as the engine uses them (`estimate_blur`'s rule): sharp draws called blurred,
+    """The estimates as the engine uses them (`estimate_blur`'s rule: the least over the leading
+    eigen-images, below ``MIN_BLUR`` 0): sharp draws called blurred,
     errors on Gaussian blurs, and motion blurs (σ = -1) that would be deconvolved."""
-    raw = np.array([estimator(f) for f in features])
+    raw = np.array([min(estimator(component) for component in f) for f in features])
     used = np.where(raw < MIN_BLUR, 0.0, np.minimum(raw, MAX_BLUR))
     sharp, motion = sigmas == 0, sigmas < 0
     gaussian = ~sharp & ~motion
@@ -140,7 +143,7 @@ def main() -> None:
         held_features, held_sigmas = dataset(args.data, HELD_OUT_FOLDERS, args.draws, rng, MOTION_DRAWS)
         if args.cache is not None:
             np.savez(args.cache, fit=features, fit_sigma=sigmas, held=held_features, held_sigma=held_sigmas)
-    estimator = fit(features, sigmas)
+    estimator = fit(features[:, 0], sigmas)  # the first eigen-image's features teach it
     result = {"estimator": estimator.to_dict(),
               "fitted_on": list(FIT_FOLDERS), "draws_per_raster": args.draws,
               "command": "python scripts/fit_blur_estimator.py ../shared/data/hsi",
