@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from .errors import DampInputError
+from .environment import kept_environment
 
 DASHBOARD = ":8787"          # Dask's usual dashboard port (another one is picked if it is taken)
 # Dask's nanny gives its workers MALLOC_TRIM_THRESHOLD_=65536, which fixes glibc's mmap threshold at
@@ -54,17 +55,18 @@ def connect(scheduler=None, workers: int | None = None) -> Iterator[tuple[Any, i
         with client:
             yield client, len(client.scheduler_info()["workers"])
         return
-    try:
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0, TRIM_SETTING: None,
-                              PROFILE_SETTING: False}):
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=DASHBOARD, silence_logs=logging.CRITICAL)
-    except RuntimeError as exc:  # a worker process that cannot start (its Python lacks damp_engine, ...)
-        raise DampInputError(f"Cannot start {workers} local Dask worker process(es) ({exc}); check that "
-                             f"'{sys.executable} -c \"import damp_engine, distributed\"' works, or give "
-                             "the address of a running scheduler.") from None
-    with cluster, Client(cluster) as client:
-        yield client, workers
+    with kept_environment():  # the nannies set OMP_NUM_THREADS=1 and the like in this process
+        try:
+            with dask.config.set({"distributed.scheduler.allowed-failures": 0, TRIM_SETTING: None,
+                                  PROFILE_SETTING: False}):
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=DASHBOARD, silence_logs=logging.CRITICAL)
+        except RuntimeError as exc:  # a worker process that cannot start (its Python lacks damp_engine, ...)
+            raise DampInputError(f"Cannot start {workers} local Dask worker process(es) ({exc}); check that "
+                                 f"'{sys.executable} -c \"import damp_engine, distributed\"' works, or give "
+                                 "the address of a running scheduler.") from None
+        with cluster, Client(cluster) as client:
+            yield client, workers
 
 
 def slow_settings() -> list[str]:

@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import DampInputError
+from .environment import kept_environment
 
 
 def _nothing(*args, **kwargs) -> None:
@@ -147,17 +148,15 @@ def launch(nproc: int, train_args: list[str]) -> int:
     options = run.parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "damp_engine.train"])
     options.training_script_args = list(train_args)  # not parsed: torchrun would take --nproc for its own
     kept = {sig: signal.getsignal(sig) for sig in _LAUNCHER_SIGNALS}
-    environment = dict(os.environ)
     try:
-        run.run(options)
+        with kept_environment():
+            run.run(options)
     except ChildFailedError as exc:
         code = exc.get_first_failure()[1].exitcode
         return code if code > 0 else 128 - code
     except SignalException as exc:
         return 128 + int(exc.sigval)
     finally:
-        os.environ.clear()
-        os.environ.update(environment)
         if threading.current_thread() is threading.main_thread():
             for sig, handler in kept.items():
                 if handler is not None:

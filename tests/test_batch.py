@@ -18,6 +18,7 @@ from damp_engine.batch import restore_batch
 from damp_engine.batch_cluster import PROFILE_SETTING, TRIM_SETTING
 from damp_engine.batch_scenes import collect_scenes, output_name
 from damp_engine.batch_worker import scene_prompt
+from damp_engine.environment import kept_environment
 from damp_engine.cli import main
 from damp_engine.errors import DampCancelled, DampInputError
 from damp_engine.tiling import restore_raster
@@ -32,7 +33,8 @@ def cluster():
     dask = pytest.importorskip("dask")
     from distributed import LocalCluster
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0, TRIM_SETTING: None, PROFILE_SETTING: False}):
+    with kept_environment(), dask.config.set({"distributed.scheduler.allowed-failures": 0, TRIM_SETTING: None,
+                                              PROFILE_SETTING: False}):
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as local:
             yield local
 
@@ -109,6 +111,13 @@ def test_manifest_records_state_checksums_timings_and_prompt(batch, archive, sin
     assert record["outputs"][str(out / "scene0.tif")]["sha256"] == sha256(out / "scene0.tif")
     assert record["seconds"] > 0 and record["restore"]["tiles"] == 1
     assert record["prompt"] and record["prompt"] == scene_prompt(single["scene0.tif"].to_dict())
+
+
+def test_an_embedded_cluster_leaves_the_environment_as_it_was(folder, archive, model):
+    before = dict(os.environ)
+    report = restore_batch([archive / "scene0.tif"], folder / "embedded", workers=1, model=model, **SETTINGS)
+    assert report.count("done") == 1
+    assert dict(os.environ) == before  # Dask's nannies set OMP_NUM_THREADS=1 here while they run
 
 
 def test_two_workers_share_the_scenes(batch):

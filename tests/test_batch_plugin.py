@@ -82,8 +82,9 @@ def scheduler():
     from distributed import LocalCluster
 
     from damp_engine.batch_cluster import PROFILE_SETTING, TRIM_SETTING
+    from damp_engine.environment import kept_environment
 
-    with dask.config.set({TRIM_SETTING: None, PROFILE_SETTING: False}):
+    with kept_environment(), dask.config.set({TRIM_SETTING: None, PROFILE_SETTING: False}):
         with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
             yield cluster.scheduler_address
 
