@@ -38,8 +38,11 @@ def start_held(*argv) -> tuple[subprocess.Popen, str]:
     """Start `damp ARGV` and return it, held after its first write, with its temporary file's name."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("DAMP_TRACEBACK", None)
+    # as from a shell: SIGINT at its default, even if something in this test process left it ignored
+    # (an ignored SIGINT is inherited, and Python then never raises KeyboardInterrupt)
     child = subprocess.Popen([sys.executable, "-c", HOLD_AFTER_FIRST_WRITE, *map(str, argv)], cwd=ROOT, env=env,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     line = child.stdout.readline()
     if not line.startswith("wrote "):
         child.kill()
