@@ -57,18 +57,22 @@ class SpectralBranch(nn.Module):
         self.channel_conv = nn.Conv1d(1, 1, kernel, padding=kernel // 2)
         self.pool = pool
 
+    def channel_matrix(self) -> torch.Tensor:
+        """(C, C) banded matrix M with (M·d)_c = Σ_k w_k d_{c+k-r}: the zero-padded 1-D convolution
+        along the channel axis as one matrix, so it runs as a 1x1 convolution over every pixel."""
+        taps = self.channel_conv.weight.view(-1)
+        c, r = self.mix.out_channels, taps.numel() // 2
+        offset = torch.arange(c, device=taps.device)[None, :] - torch.arange(c, device=taps.device)[:, None] + r
+        inside = (offset >= 0) & (offset < taps.numel())
+        return torch.where(inside, taps[offset.clamp(0, taps.numel() - 1)], taps.new_zeros(()))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.mix(x)
         r = self.pool // 2
         local = F.avg_pool2d(y, (1, self.pool), stride=1, padding=(0, r), count_include_pad=False)
         local = F.avg_pool2d(local, (self.pool, 1), stride=1, padding=(r, 0), count_include_pad=False)
-        # the 1-D convolution along the channel axis, as a sum of shifted copies (zero padded): a
-        # Conv1d over one sequence per pixel is many times slower on the CPU
-        taps = self.channel_conv.weight.view(-1)
-        half = taps.numel() // 2
-        padded = F.pad(local, (0, 0, 0, 0, half, half))
-        c = y.shape[1]
-        logits = self.channel_conv.bias + sum(taps[k] * padded[:, k:k + c] for k in range(taps.numel()))
+        logits = F.conv2d(local, self.channel_matrix()[:, :, None, None].to(local.dtype),
+                          self.channel_conv.bias.expand(y.shape[1]).to(local.dtype))
         return y * torch.sigmoid(logits)
 
 
