@@ -15,7 +15,7 @@ import torch
 
 from .errors import DampCancelled, DampInputError
 from .coarse import Blocks, detect_blocks
-from .deblur import BLUR_COMPONENTS, estimate_blur
+from .deblur import BLUR_COMPONENTS, estimate_blur, refine_blur
 from .raster import RasterReader
 from .scaling import Scaling, measure_scaling
 from .subspace import SpectralBasis, fill_gaps, fit_basis, project, with_thresholds
@@ -60,11 +60,12 @@ def scene_basis(windows: np.ndarray, valid: np.ndarray, positions: np.ndarray | 
 def scene_estimates(windows: np.ndarray, valid: np.ndarray,
                     positions: np.ndarray | None = None) -> tuple[SpectralBasis, float]:
     """(basis, blur σ) of scaled sample windows (N, C, h, w) and validity: the basis as
-    `scene_basis`, σ the Gaussian blur read off the leading eigen-images (`damp_engine.deblur`),
+    `scene_basis`, σ the Gaussian blur read off the leading eigen-images and refined by the
+    sparsity of the deconvolved first one (`damp_engine.deblur`),
     0 for a noisy scene (deconvolution would only amplify its noise) or a sharp one."""
     basis, components = fit_windows(windows, valid, positions)
     leading = components[:, :min(BLUR_COMPONENTS, basis.rank)].numpy()
-    blur = estimate_blur(leading) if _noise_free(basis) else 0.0
+    blur = refine_blur(leading[:, 0], estimate_blur(leading)) if _noise_free(basis) else 0.0
     return basis, blur
 
 
