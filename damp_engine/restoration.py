@@ -9,7 +9,8 @@ For a scaled cube x (B, C, H, W) with its validity mask and the scene's `Spectra
 2. z₀ = the closed-form estimate (wavelet shrinkage of each eigen-image);
 3. ẑ  = z₀ + net(z, z₀, gap, prompt), the DAMP network routed by the scene's prompt;
 4. x̂  = m + E·ẑ + g·(x − m − E·z) on valid samples, g the share of the input's out-of-subspace
-       part that is kept; m + E·ẑ on invalid ones (gaps, dead lines, lost bands).
+       part that is kept; m + E·ẑ on invalid ones (gaps, dead lines); a band lost in the whole
+       scene is then interpolated along wavelength from each pixel's restored spectrum.
 
 The share g is set by the scene's measured noise (`SceneAnalysis.complement_share`): 0 for a
 noisy scene (the out-of-subspace part is almost all noise: the clean projection error of real
@@ -30,7 +31,7 @@ import torch
 
 from .deblur import deconvolve
 from .model import DAMP, RoutingTrace
-from .subspace import SpectralBasis, fill_gaps, project, reconstruct, shrink
+from .subspace import SpectralBasis, fill_gaps, fill_lost_bands, project, reconstruct, shrink
 
 
 @dataclass
@@ -79,9 +80,9 @@ def restore_cube(net: DAMP | None, basis: SpectralBasis, x: torch.Tensor, valid:
     restored = reconstruct(basis, components)
     usable = valid & torch.as_tensor(basis.weights > 0, device=x.device)[:, None, None]
     if keep_valid:
-        return Restored(torch.where(usable, x, restored), trace, aux)
-    if complement_share:
+        restored = torch.where(usable, x, restored)
+    elif complement_share:
         # m + E·ẑ + g·(x − m − E·z) = restored + g·(x − m − E·z) on valid samples
         complement = x - reconstruct(basis, z)
         restored = torch.where(usable, restored + complement_share * complement, restored)
-    return Restored(restored, trace, aux)
+    return Restored(fill_lost_bands(basis, restored), trace, aux)

@@ -17,8 +17,9 @@ zero.
 Samples that are missing (the validity mask) are handled by least squares over the pixel's
 valid bands only, with the components' signal variance as a prior (a MAP estimate), so a pixel
 with dead-line or lost bands still gets all of its coordinates. Bands that have no valid
-sample at all get basis rows interpolated along wavelength from their neighbours, so the
-reconstruction m + E·z fills them.
+sample at all get basis rows interpolated along wavelength from their neighbours (Akima's
+piecewise cubic: smoother than straight lines between the neighbours, without the overshoot of a
+global spline at a sharp absorption edge), so the reconstruction m + E·z fills them.
 
 The closed-form estimate of the clean eigen-images (`shrink`) is an undecimated (à trous, B3
 spline) wavelet transform with non-negative garrote shrinkage whose thresholds come from the
@@ -26,6 +27,7 @@ scene's sample (BayesShrink), so every tile is treated alike and tiles join seam
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -55,6 +57,8 @@ class SpectralBasis:
                  (sqrt(λ − 1)); 1 for unused components.
     rank:        k, the number of components in use.
     thresholds:  (K, LEVELS) garrote thresholds of `shrink`, in noise units.
+    positions:   (C,) wavelengths (or band numbers) of the bands, along which lost bands are
+                 interpolated (`fill_lost_bands`).
     """
 
     mean: np.ndarray
@@ -63,6 +67,7 @@ class SpectralBasis:
     signal_std: np.ndarray
     rank: int
     thresholds: np.ndarray
+    positions: np.ndarray | None = None
 
     @property
     def bands(self) -> int:
@@ -144,15 +149,38 @@ def fit_basis(samples: np.ndarray, valid: np.ndarray, positions: np.ndarray | No
     full_mean[have] = mean
     basis[have, :k] = basis_have
     if not have.all():
-        known = positions[have]
-        for col in range(k):
-            basis[~have, col] = np.interp(positions[~have], known, basis_have[:, col])
-        full_mean[~have] = np.interp(positions[~have], known, mean)
+        known, wanted = positions[have], positions[~have]
+        basis[~have, :k] = akima(known, basis_have, wanted)
+        full_mean[~have] = akima(known, mean[:, None], wanted)[:, 0]
     weights = np.zeros(bands)
     weights[have] = 1.0 / sigma
     signal_std = np.ones(MAX_RANK)
     signal_std[:k] = np.sqrt(np.maximum(values[:k] - 1.0, 1e-2))
-    return SpectralBasis(full_mean, basis, weights, signal_std, k, np.zeros((MAX_RANK, LEVELS)))
+    return SpectralBasis(full_mean, basis, weights, signal_std, k, np.zeros((MAX_RANK, LEVELS)), positions)
+
+
+def akima(x: np.ndarray, y: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Akima's piecewise-cubic interpolation of the columns of y (N, M) given at increasing x (N,),
+    evaluated at `at` (P,) -> (P, M); constant beyond the ends, straight lines with fewer than 3
+    points. Each interval's end slopes weigh the neighbouring secants by how much the secants
+    beside them differ, so a kink bends only the intervals next to it."""
+    x, y, at = np.asarray(x, np.float64), np.asarray(y, np.float64), np.asarray(at, np.float64)
+    if x.size < 3:
+        return np.stack([np.interp(at, x, col) for col in y.T], axis=1)
+    secant = np.diff(y, axis=0) / np.diff(x)[:, None]                       # (N − 1, M)
+    ends = (2 * secant[:1] - secant[1:2], 2 * secant[-1:] - secant[-2:-1])
+    m = np.concatenate((2 * ends[0] - secant[:1], ends[0], secant, ends[1], 2 * ends[1] - secant[-1:]))
+    left, right = np.abs(m[1:-2] - m[:-3]), np.abs(m[3:] - m[2:-1])        # (N, M) each
+    weight = left + right
+    flat = weight < 1e-12 * (np.abs(m).max() + 1e-30)
+    slope = np.where(flat, 0.5 * (m[1:-2] + m[2:-1]),
+                     (right * m[1:-2] + left * m[2:-1]) / np.where(flat, 1.0, weight))
+    at = np.clip(at, x[0], x[-1])
+    i = np.clip(np.searchsorted(x, at, side="right") - 1, 0, x.size - 2)
+    h = (x[i + 1] - x[i])[:, None]
+    t = (at - x[i])[:, None] / h
+    h00, h10, h01, h11 = 2 * t**3 - 3 * t**2 + 1, t**3 - 2 * t**2 + t, -2 * t**3 + 3 * t**2, t**3 - t**2
+    return h00 * y[i] + h10 * h * slope[i] + h01 * y[i + 1] + h11 * h * slope[i + 1]
 
 
 def with_thresholds(basis: SpectralBasis, z: torch.Tensor) -> SpectralBasis:
@@ -165,7 +193,7 @@ def with_thresholds(basis: SpectralBasis, z: torch.Tensor) -> SpectralBasis:
         signal = np.sqrt(np.maximum(var - noise[level] ** 2, 1e-12))
         thresholds[:, level] = noise[level] ** 2 / signal
     thresholds[basis.rank:] = 0
-    return SpectralBasis(basis.mean, basis.basis, basis.weights, basis.signal_std, basis.rank, thresholds)
+    return dataclasses.replace(basis, thresholds=thresholds)
 
 
 # ----------------------------------------------------------------------------- projection
@@ -212,6 +240,31 @@ def reconstruct(basis: SpectralBasis, z: torch.Tensor) -> torch.Tensor:
     b, k, h, w = z.shape
     out = torch.matmul(_tensor(basis.basis, z), z.reshape(b, k, h * w)) + _tensor(basis.mean, z)[:, None]
     return out.reshape(b, -1, h, w)
+
+
+def fill_lost_bands(basis: SpectralBasis, cube: torch.Tensor) -> torch.Tensor:
+    """Cubes (B, C, H, W) with every lost band (no valid sample in the scene) replaced, pixel by
+    pixel, by the `akima` interpolation along wavelength of the pixel's other bands: where a
+    whole band is missing, its neighbours in the restored spectrum say most about it.
+
+    Akima's curve between two known bands depends only on the three known bands either side,
+    so each lost band reads just those (a few planes, whatever the band count)."""
+    lost = basis.lost_bands
+    if not lost.any() or lost.all():
+        return cube
+    positions = np.arange(basis.bands, dtype=np.float64) if basis.positions is None else basis.positions
+    known = np.flatnonzero(~lost)
+    interval = np.clip(np.searchsorted(positions[known], positions[lost], side="right") - 1, 0, known.size - 1)
+    b, c, h, w = cube.shape
+    out = cube.clone()
+    for i in np.unique(interval):
+        targets = np.flatnonzero(lost)[interval == i]
+        near = known[max(0, i - 2):i + 4]
+        values = cube[:, near].permute(1, 0, 2, 3).reshape(near.size, -1).double().cpu().numpy()
+        filled = akima(positions[near], values, positions[targets])
+        out[:, targets] = (torch.from_numpy(filled).to(device=cube.device, dtype=cube.dtype)
+                           .reshape(targets.size, b, h, w).permute(1, 0, 2, 3))
+    return out
 
 
 def fill_gaps(z: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
