@@ -95,14 +95,14 @@ def bench_model(device: str) -> tuple[LoadedModel, bool]:
     return random_model(get_preset("tiny"), device), False
 
 
-def throughput(workdir: Path, model: LoadedModel, bands: int, size: int, tile: int, batch: int) -> dict:
+def throughput(workdir: Path, model: LoadedModel, bands: int, size: int, tile: int, batch: int | None) -> dict:
     """One restore run (after a warm-up on a small raster) and its megapixel-bands per second."""
     warmup = write_synthetic(workdir / f"warmup_{bands}.tif", bands, 64)
     restore_raster(warmup, workdir / f"warmup_{bands}_out.tif", model=model, tile=64, batch=1)
     src = write_synthetic(workdir / f"thr_{bands}_{size}.tif", bands, size)
     report = restore_raster(src, workdir / f"thr_{bands}_{size}_out.tif", model=model, tile=tile, batch=batch)
     total = report.seconds["total"]
-    return {"bands": bands, "width": size, "height": size, "tile": tile, "batch": batch, "tiles": report.tiles,
+    return {"bands": bands, "width": size, "height": size, "tile": tile, "batch": report.batch, "tiles": report.tiles,
             "device": report.device, "seconds": report.seconds,
             "mpb_per_s": round(bands * size * size / 1e6 / total, 3)}
 
@@ -196,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model, bundled = bench_model(args.device)
-    cases = ([(31, 256, 256, 4), (224, 128, 256, 4)] if args.quick else
-             [(31, 512, 256, 4), (224, 256, 256, 4), (224, ENMAP_SIZE, 256, 4)])
+    cases = ([(31, 256, 256, None), (224, 128, 256, None)] if args.quick else
+             [(31, 512, 256, None), (224, 256, 256, None), (224, ENMAP_SIZE, 256, None)])
     sizes = (1000, 2000) if args.quick else (1000, 4000)
     with tempfile.TemporaryDirectory(prefix="damp_bench_") as tmp:
         workdir = Path(tmp)

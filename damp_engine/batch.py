@@ -103,7 +103,7 @@ class BatchReport:
 def restore_batch(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *,
                   workers: int | None = None, scheduler=None, manifest: str | os.PathLike | None = None,
                   retries: int = DEFAULT_RETRIES, threads: int = 1, model=None, tile: int = DEFAULT_TILE,
-                  halo: int = DEFAULT_HALO, batch: int = DEFAULT_BATCH, device: str = "auto",
+                  halo: int = DEFAULT_HALO, batch: int | None = DEFAULT_BATCH, device: str = "auto",
                   bad_bands: Sequence[int] | None = None,
                   prompt_scope: str = "scene", masks: str | os.PathLike | None = None,
                   reports: str | os.PathLike | None = None, routing_maps: str | os.PathLike | None = None,
@@ -168,7 +168,7 @@ def restore_batch(inputs: Sequence[str | os.PathLike], out_dir: str | os.PathLik
             return run.report(out, clock, n, link)
 
 
-def _check_batch_settings(tile: int, halo: int, batch: int, prompt_scope: str, retries: int, threads: int,
+def _check_batch_settings(tile: int, halo: int, batch: int | None, prompt_scope: str, retries: int, threads: int,
                           workers: int | None) -> None:
     """DampInputError for a bad setting before any scene runs (restore_raster checks its own again per scene)."""
     try:

@@ -249,8 +249,10 @@ def driver_for(path: str | os.PathLike) -> tuple[str, list[str]]:
     """GDAL driver and creation options for an output path, from its extension."""
     ext = Path(path).suffix.lower()
     if ext in _GTIFF_EXT:
-        return "GTiff", ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE",
-                         "INTERLEAVE=BAND", "BIGTIFF=IF_SAFER"]
+        # DEFLATE at its fastest level, on every core: float reflectances hardly compress further at
+        # the default level 6, which took 2.7 x as long (224 x 512 x 512, bench of 2026-12-07)
+        return "GTiff", ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "COMPRESS=DEFLATE", "ZLEVEL=1",
+                         "NUM_THREADS=ALL_CPUS", "INTERLEAVE=BAND", "BIGTIFF=IF_SAFER"]
     if ext in _ENVI_EXT:
         return "ENVI", [f"INTERLEAVE={_ENVI_EXT[ext]}"]
     raise DampInputError(f"Cannot write '{ext or 'no extension'}' files: name the output .tif (GeoTIFF) "

@@ -40,7 +40,7 @@ from .coarse import Blocks, interpolate_blocks
 from .deblur import deconvolution_radius
 from .errors import DampCancelled, DampInputError
 from .inference import Backoff, NetworkRunner, OutOfMemoryError
-from .limits import DEFAULT_BATCH, DEFAULT_HALO, DEFAULT_TILE, MIN_TILE, halo_problem
+from .limits import DEFAULT_BATCH, DEFAULT_HALO, DEFAULT_TILE, MIN_TILE, batch_for, halo_problem
 from .raster import RasterInfo, RasterReader, check_output_path
 from .report import RestoreReport, RunStats
 from .scene_analysis import SceneAnalysis, analyse_scene, prompt_input
@@ -216,12 +216,12 @@ def _take_batch(queue: deque, size: int) -> list[Window]:
     return group
 
 
-def _check_settings(tile: int, halo: int, batch: int, prompt_scope: str = "scene") -> None:
+def _check_settings(tile: int, halo: int, batch: int | None, prompt_scope: str = "scene") -> None:
     if tile < MIN_TILE:
         raise DampInputError(f"The tile size must be at least {MIN_TILE} pixels, not {tile}.")
     if halo_problem(halo):
         raise DampInputError(halo_problem(halo))
-    if batch < 1:
+    if batch is not None and batch < 1:
         raise DampInputError(f"The batch must be at least 1 tile, not {batch}.")
     if prompt_scope not in PROMPT_SCOPES:
         raise DampInputError(f"The prompt scope must be one of {', '.join(PROMPT_SCOPES)}, not {prompt_scope!r}.")
@@ -260,7 +260,7 @@ def _open_mask(mask: str | os.PathLike | None, info: RasterInfo, stack: ExitStac
     return reader
 
 
-def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch: int, device: str,
+def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch: int | None, device: str,
          mask=None, bad_bands=None, report=None, routing_map=None, prompt_map=None, prompt_scope: str = "scene",
          progress: Progress = None, cancelled: Cancelled = None, log: Log = None) -> RestoreReport:
     """The shared body of restore_raster, upscale_raster and routing_raster."""
@@ -292,7 +292,7 @@ def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch:
         grid = TileGrid(info.width, info.height, halo=-(-halo // factor), align=align,
                         min_read=-(-multiple // factor))
         outputs = TileOutputs(group, info, factor, output_format(info), net.block_names, *paths, loaded.name)
-        backoff = Backoff(batch, max(1, tile // factor), max(1, MIN_TILE // factor), log)
+        backoff = Backoff(batch_for(batch, loaded.device.type), max(1, tile // factor), max(1, MIN_TILE // factor), log)
         if log is not None:
             log(f"Restoring {info.width} x {info.height} px, {info.bands} bands, on {loaded.device} with "
                 f"{loaded.name}: {analysis.basis.rank} spectral components, "
@@ -328,7 +328,7 @@ def _spatial_shares(net) -> dict[str, list[float]]:
 
 
 def restore_raster(src: str | os.PathLike, dst: str | os.PathLike, *, model: ModelArg = None,
-                   tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO, batch: int = DEFAULT_BATCH,
+                   tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO, batch: int | None = DEFAULT_BATCH,
                    device: str = "auto", mask: str | os.PathLike | None = None,
                    bad_bands: Sequence[int] | None = None, report: str | os.PathLike | None = None,
                    routing_map: str | os.PathLike | None = None, prompt_map: str | os.PathLike | None = None,
@@ -339,7 +339,7 @@ def restore_raster(src: str | os.PathLike, dst: str | os.PathLike, *, model: Mod
     model:        None (the bundled model), a .safetensors path, or a LoadedModel (used as is,
                   on its own device; load it once and pass it to run many rasters).
     tile, halo:   output tile side and the context read around it, in pixels.
-    batch:        tiles per forward pass.
+    batch:        tiles per forward pass (None: 4 on a GPU, 1 on the CPU; `limits.batch_for`).
     device:       "auto", "cpu" or "cuda" (where a path or the bundled model is loaded).
     mask:         raster on the input grid whose non-zero pixels are filled (inpainted).
     bad_bands:    1-based band numbers to regenerate (their values are ignored).

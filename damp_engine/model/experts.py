@@ -42,6 +42,20 @@ class SpatialBranch(nn.Module):
         return self.restore(self.attn(self.reduce(x)))
 
 
+def box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean of (B, C, H, W) over the ``size`` × ``size`` box around every pixel, of the pixels
+    inside the image (avg_pool2d with stride 1 and count_include_pad=False), computed as two
+    depth-wise convolutions with a row and a column of ones: several times faster on the CPU."""
+    c, r = x.shape[1], size // 2
+    row = x.new_ones(c, 1, 1, size)
+    summed = F.conv2d(F.conv2d(x, row, padding=(0, r), groups=c), row.transpose(2, 3), padding=(r, 0), groups=c)
+    count = []
+    for n in x.shape[-2:]:  # pixels of the box inside the image, along each axis
+        at = torch.arange(n, device=x.device)
+        count.append((at + r).clamp(max=n - 1) - (at - r).clamp(min=0) + 1)
+    return summed / (count[0][:, None] * count[1][None, :]).to(x.dtype)
+
+
 class SpectralBranch(nn.Module):
     """E_c: 1x1 conv C -> C, then channel attention along the channel axis, pooled locally.
 
@@ -68,9 +82,7 @@ class SpectralBranch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.mix(x)
-        r = self.pool // 2
-        local = F.avg_pool2d(y, (1, self.pool), stride=1, padding=(0, r), count_include_pad=False)
-        local = F.avg_pool2d(local, (self.pool, 1), stride=1, padding=(r, 0), count_include_pad=False)
+        local = box_mean(y, self.pool)
         logits = F.conv2d(local, self.channel_matrix()[:, :, None, None].to(local.dtype),
                           self.channel_conv.bias.expand(y.shape[1]).to(local.dtype))
         return y * torch.sigmoid(logits)
