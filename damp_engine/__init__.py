@@ -15,7 +15,7 @@ import importlib
 from typing import Any
 
 from .errors import DampCancelled, DampInputError, one_line
-from .limits import DEFAULT_BATCH, DEFAULT_HALO, DEFAULT_TILE, MAX_HALO, MAX_TILE, MIN_HALO, MIN_TILE
+from .limits import GPU_BATCH, DEFAULT_HALO, DEFAULT_TILE, MAX_HALO, MAX_TILE, MIN_HALO, MIN_TILE
 
 __version__ = "0.1.0"
 
@@ -57,7 +57,7 @@ _API = {
 }
 
 __all__ = ["DampInputError", "DampCancelled", "one_line", "__version__", "DEFAULT_TILE", "DEFAULT_HALO",
-           "DEFAULT_BATCH", "MIN_TILE", "MAX_TILE", "MIN_HALO", "MAX_HALO", *_API]
+           "GPU_BATCH", "MIN_TILE", "MAX_TILE", "MIN_HALO", "MAX_HALO", *_API]
 
 
 def __getattr__(name: str) -> Any:

@@ -16,7 +16,8 @@ import sys
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from . import DEFAULT_BATCH, DEFAULT_HALO, DEFAULT_TILE, MAX_HALO, MIN_HALO, MIN_TILE
+from . import DEFAULT_HALO, DEFAULT_TILE, MAX_HALO, MIN_HALO, MIN_TILE
+from .limits import DEFAULT_BATCH
 from .errors import DampCancelled, DampInputError, one_line
 
 EPILOG = "Run 'damp COMMAND --help' for a command's options and an example."

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from .checkpoint import LoadedModel, ModelArg, as_loaded_model
-from .coarse import Blocks, interpolate_blocks
+from .coarse import Blocks, back_projection_radius, interpolate_blocks
 from .deblur import deconvolution_radius
 from .errors import DampCancelled, DampInputError
 from .inference import Backoff, NetworkRunner, OutOfMemoryError
@@ -289,6 +289,9 @@ def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch:
             halo += deconvolution_radius(analysis.blur)  # the deconvolution reads its own context
             if log is not None:
                 log(f"Blur of σ = {analysis.blur:.2f} px found; deconvolving, tiles overlap by {halo} px.")
+        coarse = factor if factor > 1 else analysis.blocks and analysis.blocks.factor
+        if coarse:
+            halo += back_projection_radius(coarse)  # so does the back-projection of coarse pixels
         grid = TileGrid(info.width, info.height, halo=-(-halo // factor), align=align,
                         min_read=-(-multiple // factor))
         outputs = TileOutputs(group, info, factor, output_format(info), net.block_names, *paths, loaded.name)
