@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from helpers import write_raster
-from damp_engine.deblur import (BLUR_COMPONENTS, MIN_BLUR, SECTORS, SPECTRUM_BINS, deconvolution_radius, deconvolve,
-                                estimate_blur, spectrum_features)
+from damp_engine.deblur import (BLUR_COMPONENTS, MIN_BLUR, REFINE_SPAN, SECTORS, SPECTRUM_BINS, deconvolution_radius,
+                                deconvolve, estimate_blur, refine_blur, spectrum_features)
 from damp_engine.degrade import degrade
 from damp_engine.kernels import blur, gaussian_kernel, motion_kernel
 from damp_engine.evaluation import load_reference
@@ -34,6 +34,23 @@ def test_the_blur_of_a_real_scene_is_measured_and_a_sharp_or_motion_blurred_one_
         assert 0.7 * sigma <= estimate <= sigma + 0.3, (ksize, estimate)  # it errs low, never far high
     for length, angle in ((9, 30.0), (15, 45.0), (21, 100.0)):
         assert estimate_blur(leading_components(blur(clean, motion_kernel(length, angle)))) < 1.0, (length, angle)
+
+
+def test_refinement_brings_the_low_estimate_up_towards_the_true_width(shared_data):
+    """The regressor errs low; the sparsest-gradient width above it is nearer the truth on the CAVE
+    test scenes (k = 9, σ = 1.7, 128² crops in their sample windows: mean error 0.18 px before,
+    0.09 px after), and it never moves a scene the regressor called sharp."""
+    errors = []
+    for scene in ("cave_balloons", "cave_fake_and_real_peppers", "cave_thread_spools"):
+        clean = load_reference(shared_data / f"test/{scene}.tif", crop=128)
+        leading = leading_components(blur(clean, gaussian_kernel(9)))
+        first = estimate_blur(leading)
+        refined = refine_blur(leading[:, 0], first)
+        assert first <= refined <= first + REFINE_SPAN + 1e-9
+        errors.append((abs(first - 1.7), abs(refined - 1.7)))
+        assert refine_blur(leading_components(clean)[:, 0], 0.0) == 0.0
+    before, after = np.mean(errors, axis=0)
+    assert after < 0.7 * before, errors
 
 
 def test_spectrum_features_do_not_depend_on_contrast():

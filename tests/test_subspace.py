@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+from damp_engine.degrade import degrade
+from damp_engine.evaluation import load_reference
 from damp_engine.quality import psnr
 from damp_engine.restoration import restore_cube
 from damp_engine.scene_analysis import scene_basis
-from damp_engine.subspace import MAX_RANK, MIN_RANK, fit_basis, noise_levels, project, reconstruct
+from damp_engine.subspace import MAX_RANK, MIN_RANK, akima, fit_basis, noise_levels, project, reconstruct
 from damp_engine.validity import validity_mask
 
 
@@ -130,3 +132,35 @@ def test_network_input_has_the_same_size_for_any_band_count(bands):
     basis = fitted(cube)
     inputs, z, _ = network_input(basis, torch.from_numpy(cube[None]), torch.ones((1, *cube.shape), dtype=torch.bool))
     assert inputs.shape == (1, 2 * MAX_RANK + 1, 32, 32) and z.shape == (1, MAX_RANK, 32, 32)
+
+
+def test_akima_is_akimas_interpolation_held_constant_beyond_the_ends():
+    from scipy.interpolate import Akima1DInterpolator
+
+    rng = np.random.default_rng(0)
+    x = np.sort(rng.uniform(400, 2500, 15))
+    y = rng.standard_normal((15, 3))
+    y[5:9] = 1.0  # a flat stretch, where the weights of both secant differences vanish
+    at = np.linspace(x[0], x[-1], 200)
+    assert np.allclose(akima(x, y, at), Akima1DInterpolator(x, y, axis=0)(at), atol=1e-12)
+    assert np.array_equal(akima(x, y, np.array([x[0] - 50, x[-1] + 50])), y[[0, -1]])
+    assert np.allclose(akima(x[:2], y[:2], x[:2].mean()[None]), y[:2].mean(axis=0))
+
+
+def test_lost_bands_of_a_real_scene_are_interpolated_better_than_by_straight_lines(shared_data):
+    """A band lost in the whole scene comes from the pixel's other bands along wavelength (Akima):
+    on a CAVE scene with 20 % of its bands zeroed, closer than linear spectral interpolation."""
+    clean = load_reference(shared_data / "test/cave_thread_spools.tif", crop=64)
+    degraded, record = degrade(clean, "band_loss", seed=2, fraction=0.2)
+    lost = np.zeros(clean.shape[0], bool)
+    lost[record.bands] = True
+    positions = np.linspace(400.0, 700.0, clean.shape[0])
+    valid = np.broadcast_to(~lost[:, None, None], clean.shape).copy()
+    basis = fit_basis(degraded.reshape(clean.shape[0], -1), valid.reshape(clean.shape[0], -1), positions)
+    restored = restore_cube(None, basis, torch.from_numpy(degraded)[None], torch.from_numpy(valid)[None],
+                            torch.zeros(1, 6), keep_valid=True).cube[0].numpy()
+    assert np.array_equal(restored[~lost], degraded[~lost])
+    flat = clean[~lost].reshape(int((~lost).sum()), -1)
+    linear = np.stack([np.interp(positions[lost], positions[~lost], spectrum) for spectrum in flat.T], axis=1)
+    ours = psnr(clean[lost], restored[lost].clip(0, 1))
+    assert ours > psnr(clean[lost], linear.reshape(-1, *clean.shape[1:]).clip(0, 1)) + 0.5

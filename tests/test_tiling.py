@@ -13,6 +13,7 @@ from osgeo import gdal
 from helpers import smooth_cube, tiny_model_file, write_raster
 from damp_engine.checkpoint import DEFAULT_MODEL, load_model
 from damp_engine.errors import DampCancelled, DampInputError
+from damp_engine.limits import GPU_BATCH, batch_for
 from damp_engine.inference import Backoff, NetworkRunner
 from damp_engine.prompt import METRIC_NAMES
 from damp_engine.raster import RasterReader
@@ -253,6 +254,11 @@ def test_read_windows_are_aligned_and_cover_tile_and_halo():
         assert window.rx <= max(0, window.x0 - 16) and window.rx + window.rw >= min(200, window.x0 + window.w + 16)
         assert window.ry <= max(0, window.y0 - 16) and window.ry + window.rh >= min(150, window.y0 + window.h + 16)
         assert window.rw % 32 == 0 or window.rx + window.rw == 200
+
+
+def test_tiles_go_one_at_a_time_on_the_cpu_and_in_batches_on_a_gpu(tmp_path, raster, model):
+    assert (batch_for(None, "cpu"), batch_for(None, "cuda"), batch_for(3, "cpu")) == (1, GPU_BATCH, 3)
+    assert restore_raster(raster, tmp_path / "out.tif", model=model, tile=32).batch == 1
 
 
 def test_backoff_halves_batch_then_tile_then_gives_up():
