@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .deblur import deconvolve
+from .deblur import deconvolve, wiener_balance
 from .model import DAMP, RoutingTrace
 from .subspace import SpectralBasis, fill_gaps, fill_lost_bands, project, reconstruct, shrink
 
@@ -52,7 +52,7 @@ def network_input(basis: SpectralBasis, x: torch.Tensor, valid: torch.Tensor,
     usable = valid & torch.as_tensor(basis.weights > 0, device=x.device)[:, None, None]
     known = usable.any(dim=1, keepdim=True)
     z = fill_gaps(z, known)
-    sharp = deconvolve(z, blur)
+    sharp = deconvolve(z, blur, [wiener_balance(s) for s in basis.signal_std]) if blur else z
     z0 = shrink(basis, sharp)
     scale = torch.as_tensor(basis.signal_std, dtype=x.dtype, device=x.device)[:, None, None]
     return torch.cat((sharp / scale, z0 / scale, (~known).to(x.dtype)), dim=1), z, sharp

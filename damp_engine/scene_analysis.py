@@ -15,7 +15,7 @@ import torch
 
 from .errors import DampCancelled, DampInputError
 from .coarse import Blocks, detect_blocks
-from .deblur import BLUR_COMPONENTS, estimate_blur, refine_blur
+from .deblur import BLUR_COMPONENTS, estimate_blur, refine_blur, wiener_balance
 from .raster import RasterReader
 from .scaling import Scaling, measure_scaling
 from .subspace import SpectralBasis, fill_gaps, fit_basis, project, with_thresholds
@@ -65,7 +65,9 @@ def scene_estimates(windows: np.ndarray, valid: np.ndarray,
     0 for a noisy scene (deconvolution would only amplify its noise) or a sharp one."""
     basis, components = fit_windows(windows, valid, positions)
     leading = components[:, :min(BLUR_COMPONENTS, basis.rank)].numpy()
-    blur = refine_blur(leading[:, 0], estimate_blur(leading)) if _noise_free(basis) else 0.0
+    blur = 0.0
+    if _noise_free(basis):
+        blur = refine_blur(leading[:, 0], estimate_blur(leading), wiener_balance(basis.signal_std[0]))
     return basis, blur
 
 
