@@ -224,9 +224,10 @@ class RasterReader:
         if info.nodata is not None and not np.isnan(info.nodata):
             valid &= raw != np.asarray(info.nodata).astype(raw.dtype)
         data = raw.astype(np.float32)
-        if self._scaled:
-            data = data * self._scales + self._offsets
-        data[~valid] = 0.0
+        if self._scaled:  # in place: a 224-band tile is a hundred megabytes
+            data *= self._scales
+            data += self._offsets
+        np.copyto(data, np.float32(0.0), where=~valid)
         return data, valid
 
     def read_all(self) -> tuple[np.ndarray, np.ndarray]:

@@ -141,11 +141,12 @@ class TiledRun:
             fill = None
             if self.mask is not None:
                 fill = self.mask.read(window.rx, window.ry, window.rw, window.rh)[0][0] != 0
-            x = data / np.float32(self.analysis.scaling.factor)
+            x = np.divide(data, np.float32(self.analysis.scaling.factor), out=data)
             ok, void = validity_mask(x, valid, self.analysis.lost, fill)
+            np.copyto(x, np.float32(0.0), where=~ok)
             rows, cols = window.crop()
             f = self.factor
-            x = replicate(np.where(ok, x, 0), f)
+            x = replicate(x, f)
             blocks = Blocks(f, (0, 0)) if f > 1 else self.analysis.blocks
             if blocks is not None:
                 x = interpolate_blocks(torch.from_numpy(x)[None], blocks, (window.ry * f, window.rx * f))[0].numpy()
