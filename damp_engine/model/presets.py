@@ -111,10 +111,10 @@ PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
         # Sizes as reported by model_info (parameters, FLOPs per pixel counted at 64x64).
-        # 0.36 M parameters, 0.17 MFLOP/pixel: trains on a 2-core laptop CPU.
+        # 0.36 M parameters, 0.15 MFLOP/pixel: trains on a 2-core laptop CPU.
         Preset(name="tiny", dim=24, enc_blocks=(1, 1), latent_blocks=2, dec_blocks=(1, 1),
                refine_blocks=1, heads=(1, 2, 4), ffn_expansion=2.0, emb=64),
-        # 1.5 M parameters, 0.63 MFLOP/pixel: CPU-trainable with patience, comfortable on a GPU.
+        # 1.5 M parameters, 0.59 MFLOP/pixel: CPU-trainable with patience, comfortable on a GPU.
         Preset(name="small", dim=32, enc_blocks=(2, 3), latent_blocks=4, dec_blocks=(3, 2),
                refine_blocks=2, heads=(1, 2, 4), ffn_expansion=2.66, emb=128),
         # 41 M parameters, 4.8 MFLOP/pixel: the paper's 4 levels and depths (a GPU model).
