@@ -44,14 +44,26 @@ class Restored:
     aux: torch.Tensor
 
 
+def usable_samples(basis: SpectralBasis, valid: torch.Tensor) -> torch.Tensor | None:
+    """(B, C, H, W) bool: the valid samples of bands with data in the scene; None when that is
+    every sample (no gap, no lost band: the common case, which then skips the per-pixel work)."""
+    band_ok = basis.weights > 0
+    if band_ok.all() and bool(valid.all()):
+        return None
+    return valid & torch.as_tensor(band_ok, device=valid.device)[:, None, None]
+
+
 def network_input(basis: SpectralBasis, x: torch.Tensor, valid: torch.Tensor,
                   blur: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(input (B, 2K + 1, H, W) for DAMP, z (B, K, H, W), z deconvolved of a Gaussian blur of width
     `blur` (z itself when 0)) of a scaled cube and its validity."""
     z = project(basis, x, valid)
-    usable = valid & torch.as_tensor(basis.weights > 0, device=x.device)[:, None, None]
-    known = usable.any(dim=1, keepdim=True)
-    z = fill_gaps(z, known)
+    usable = usable_samples(basis, valid)
+    if usable is None:
+        known = torch.ones((x.shape[0], 1, *x.shape[2:]), dtype=torch.bool, device=x.device)
+    else:
+        known = usable.any(dim=1, keepdim=True)
+        z = fill_gaps(z, known)
     sharp = deconvolve(z, blur, [wiener_balance(s) for s in basis.signal_std]) if blur else z
     z0 = shrink(basis, sharp)
     scale = torch.as_tensor(basis.signal_std, dtype=x.dtype, device=x.device)[:, None, None]
@@ -78,11 +90,11 @@ def restore_cube(net: DAMP | None, basis: SpectralBasis, x: torch.Tensor, valid:
     components = components * scale
     components[:, basis.rank:] = 0
     restored = reconstruct(basis, components)
-    usable = valid & torch.as_tensor(basis.weights > 0, device=x.device)[:, None, None]
+    usable = usable_samples(basis, valid) if keep_valid or complement_share else None
     if keep_valid:
-        restored = torch.where(usable, x, restored)
+        restored = x.clone() if usable is None else torch.where(usable, x, restored)
     elif complement_share:
         # m + E·ẑ + g·(x − m − E·z) = restored + g·(x − m − E·z) on valid samples
-        complement = x - reconstruct(basis, z)
-        restored = torch.where(usable, restored + complement_share * complement, restored)
+        kept = restored + complement_share * (x - reconstruct(basis, z))
+        restored = kept if usable is None else torch.where(usable, kept, restored)
     return Restored(fill_lost_bands(basis, restored), trace, aux)

@@ -219,6 +219,9 @@ def project(basis: SpectralBasis, x: torch.Tensor, valid: torch.Tensor | None = 
     z = (torch.matmul(weights.T, x.reshape(b, c, h * wd)) - (weights.T @ mean)[:, None]).reshape(b, -1, h, wd)
     if valid is None:
         return z
+    if bool((w > 0).all()) and bool(valid.all()):  # every sample usable: no pixel to solve alone
+        z[:, basis.rank:] = 0
+        return z
     usable = valid & (w > 0)[:, None, None]
     partial = ~usable.all(dim=1) & usable.any(dim=1)                # (B, H, W)
     if partial.any():
