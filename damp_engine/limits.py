@@ -15,7 +15,7 @@ DEFAULT_HALO = 48  # pixels: covers the bundled network's receptive field to 1e-
 
 def batch_for(batch: int | None, device_type: str) -> int:
     """Tiles per forward pass: `batch` when given, else ``GPU_BATCH`` on CUDA and 1 on the CPU, where
-    one tile at a time measured faster per pixel (352-pixel reads on two cores: 4.8 µs against
+    one tile at a time measured faster per pixel (352-pixel inputs on two cores: 4.8 µs against
     7.4 µs in batches of 4, the larger working set falling out of the caches)."""
     if batch is not None:
         return batch
