@@ -164,3 +164,25 @@ def test_lost_bands_of_a_real_scene_are_interpolated_better_than_by_straight_lin
     linear = np.stack([np.interp(positions[lost], positions[~lost], spectrum) for spectrum in flat.T], axis=1)
     ours = psnr(clean[lost], restored[lost].clip(0, 1))
     assert ours > psnr(clean[lost], linear.reshape(-1, *clean.shape[1:]).clip(0, 1)) + 0.5
+
+
+def test_pixels_of_a_scene_with_lost_bands_get_their_map_fit_over_the_other_bands():
+    """With bands lost in the whole scene, every pixel is fitted over its own valid bands (the MAP
+    least squares of `project`), whether it misses only the lost bands (one matrix product for
+    them all) or more (a dead-line pixel)."""
+    cube = low_rank_cube(bands=30, rows=16, cols=16)
+    cube += 0.01 * np.random.default_rng(1).standard_normal(cube.shape).astype(np.float32)
+    valid = np.ones(cube.shape, bool)
+    valid[4:6] = False                      # lost bands
+    valid[10:14, 3, :] = False              # a dead line in four more bands
+    basis = fit_basis(cube.reshape(30, -1), valid.reshape(30, -1))
+    z = project(basis, torch.from_numpy(cube)[None], torch.from_numpy(valid)[None])[0].numpy()
+    white = basis.basis * basis.weights[:, None]
+    prior = np.diag(1.0 / basis.signal_std ** 2)
+    for row, col in ((0, 0), (3, 5), (9, 12)):
+        ok = valid[:, row, col]
+        a = white[ok]
+        pixel = (cube[ok, row, col] - basis.mean[ok]) * basis.weights[ok]
+        expected = np.linalg.solve(a.T @ a + prior, a.T @ pixel)
+        expected[basis.rank:] = 0
+        assert np.allclose(z[:, row, col], expected, atol=1e-4), (row, col)
