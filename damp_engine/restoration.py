@@ -57,8 +57,8 @@ def network_input(basis: SpectralBasis, x: torch.Tensor, valid: torch.Tensor,
                   blur: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(input (B, 2K + 1, H, W) for DAMP, z (B, K, H, W), z deconvolved of a Gaussian blur of width
     `blur` (z itself when 0)) of a scaled cube and its validity."""
-    z = project(basis, x, valid)
     usable = usable_samples(basis, valid)
+    z = project(basis, x, None if usable is None else valid)  # None: every sample counts, no second check
     if usable is None:
         known = torch.ones((x.shape[0], 1, *x.shape[2:]), dtype=torch.bool, device=x.device)
     else:
