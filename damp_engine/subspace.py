@@ -251,9 +251,15 @@ def project(basis: SpectralBasis, x: torch.Tensor, valid: torch.Tensor | None = 
 
 
 def reconstruct(basis: SpectralBasis, z: torch.Tensor) -> torch.Tensor:
-    """m + E·z: (B, K, H, W) -> (B, C, H, W)."""
+    """m + E·z: (B, K, H, W) -> (B, C, H, W), from the first ``basis.rank`` eigen-images (the others
+    are zero wherever they come from `project` or a restoration; skipping them and adding the mean
+    in the same product saves most of this memory-bound step on a many-band tile)."""
     b, k, h, w = z.shape
-    out = torch.matmul(_tensor(basis.basis, z), z.reshape(b, k, h * w)) + _tensor(basis.mean, z)[:, None]
+    rank = min(basis.rank, k)
+    e = _tensor(basis.basis[:, :rank], z)
+    mean = _tensor(basis.mean, z)[:, None]
+    flat = z[:, :rank].reshape(b, rank, h * w)
+    out = torch.baddbmm(mean, e.expand(b, -1, -1), flat)
     return out.reshape(b, -1, h, w)
 
 

@@ -26,12 +26,15 @@ class OutputFormat:
 
     def encode(self, physical: np.ndarray) -> np.ndarray:
         """(bands, h, w) physical values, NaN where nodata, -> stored values of the output type."""
-        stored = (physical - self.offsets[:, None, None]) / self.scales[:, None, None]
+        stored = physical - self.offsets[:, None, None]
+        stored /= self.scales[:, None, None]
         gap = np.isnan(stored)
-        if np.issubdtype(self.dtype, np.integer):
+        if np.issubdtype(self.dtype, np.integer):  # in place: a 224-band tile is hundreds of megabytes
             limits = np.iinfo(self.dtype)
-            stored = np.clip(np.rint(np.nan_to_num(stored)), limits.min, limits.max)
-        stored = stored.astype(self.dtype)
+            np.nan_to_num(stored, copy=False)
+            np.rint(stored, out=stored)
+            np.clip(stored, limits.min, limits.max, out=stored)
+        stored = stored.astype(self.dtype, copy=False)
         if self.nodata is not None and not np.isnan(self.nodata):
             stored[~gap & (stored == np.asarray(self.nodata).astype(self.dtype))] = self._next_to_nodata()
         stored[gap] = self.nodata if self.nodata is not None else 0
@@ -75,6 +78,13 @@ class TileOutputs:
             self.prompt = stack.enter_context(RasterWriter(
                 prompt_map, map_like, bands=len(METRIC_NAMES), dtype="float32", nodata=float("nan"),
                 band_names=[f"{name.upper()}: {METRIC_TITLES[name]}" for name in METRIC_NAMES]))
+
+    def finish(self) -> None:
+        """Flush every output to its temporary file (compressing the blocks GDAL still caches), so that
+        the run's timings include it; moving the files into place is left to the output group."""
+        for writer in (self.cube, self.routing, self.prompt):
+            if writer is not None:
+                writer.finish()
 
     def write_cube(self, window: Window, physical: np.ndarray | None) -> None:
         """Write one tile: (bands, h·f, w·f) physical values, NaN where nodata; None for an all-nodata tile."""

@@ -89,6 +89,12 @@ class ReadTile:
         return bool(self.void.all())
 
 
+def _batch(arrays: list[np.ndarray]) -> np.ndarray:
+    """The arrays stacked along a new first axis; a view of a lone array (a CPU run's batch of one
+    tile) rather than a copy of its hundreds of megabytes."""
+    return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
+
+
 class TiledRun:
     """One streaming pass over a raster: read, restore in the scene's subspace, write, tile by tile.
 
@@ -180,8 +186,8 @@ class TiledRun:
         routing = np.stack(prompts) if self.prompt_scope == "tile" else \
             np.repeat(self.analysis.prompt[None], len(tiles), axis=0)
         with self.stats.timed("network"):
-            restored, gates = self.runner.restore(self.analysis.basis, np.stack([t.x for t in tiles]),
-                                                  np.stack([t.valid for t in tiles]), routing,
+            restored, gates = self.runner.restore(self.analysis.basis, _batch([t.x for t in tiles]),
+                                                  _batch([t.valid for t in tiles]), routing,
                                                   self.analysis.complement_share,
                                                   self.analysis.keep_valid and self.factor == 1,
                                                   self.analysis.blur if self.factor == 1 else 0.0)
@@ -304,6 +310,8 @@ def _run(src, dst, *, factor: int, model: ModelArg, tile: int, halo: int, batch:
         run = TiledRun(reader, mask_reader, analysis, factor, grid, outputs, NetworkRunner(loaded),
                        backoff, stats, len(net.block_names), prompt_scope)
         run.run(progress, cancelled)
+        with stats.timed("write"):
+            outputs.finish()
         result = _build_report(stats, loaded, info, factor, backoff, halo, analysis, paths, report_path)
         if report_path is not None:
             group.add_json(report_path, result.to_dict())
