@@ -26,7 +26,9 @@ function, for benchmarks only; the engine never imports it and it is never shipp
 """
 from __future__ import annotations
 
+import tempfile
 import warnings
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -108,27 +110,39 @@ def bm4d_denoise(cube: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- DAMP's closed form
 
 def subspace_closed_form(cube: np.ndarray, sigmas: np.ndarray | None = None) -> np.ndarray:
-    """The network's starting point (DESIGN §4a) with no network: the scene's noise-whitened
-    spectral basis (fitted on the whole cube), least squares over each pixel's valid bands,
-    wavelet shrinkage of the eigen-images, gaps filled from the basis, replicated coarse pixels
-    interpolated; a noise-free scene keeps its valid samples. Estimates its own noise (``sigmas``
-    is ignored), as `damp restore` does."""
-    from damp_engine.coarse import detect_blocks, interpolate_blocks
+    """The network's starting point (DESIGN §4a) with no network, as `damp restore` computes it:
+    the one scene analysis of the cube written as a raster (its scaling, sample windows, noise-
+    whitened basis, blur width and coarse blocks), least squares over each pixel's valid bands,
+    wavelet shrinkage (or deconvolution, or back-projection) of the eigen-images, gaps filled from
+    the basis; a noise-free sharp scene keeps its valid samples. The cube is one tile (the suite's
+    crops are smaller than `damp restore`'s), so DAMP − this is what the network adds. Estimates
+    its own noise (``sigmas`` is ignored), as `damp restore` does."""
+    from osgeo import gdal
+
+    from damp_engine.coarse import interpolate_blocks
+    from damp_engine.raster import RasterReader
     from damp_engine.restoration import restore_cube
-    from damp_engine.scene_analysis import NOISE_FREE_SIGMA, scene_estimates
+    from damp_engine.scene_analysis import analyse_scene
     from damp_engine.validity import validity_mask
 
-    lost = (cube == 0).reshape(cube.shape[0], -1).all(axis=1)
-    valid, _ = validity_mask(cube, np.ones(cube.shape, bool), lost)
-    basis, blur = scene_estimates(cube[None], valid[None])
-    x, ok = torch.from_numpy(cube[None]).float(), torch.from_numpy(valid[None])
-    blocks = detect_blocks([(cube, valid, 0, 0)])
-    if blocks is not None:
-        x, blur = interpolate_blocks(x, blocks, (0, 0)), 0.0
-    noise_free = float(np.nanmedian(basis.noise_sigma)) < NOISE_FREE_SIGMA
-    keep = blocks is None and noise_free and not blur
-    return restore_cube(None, basis, x, ok, torch.zeros(1, 6), 1.0 if noise_free else 0.0,
-                        keep_valid=keep, blur=blur).cube[0].numpy()
+    c, h, w = cube.shape
+    with tempfile.TemporaryDirectory(prefix="damp-closed-form-") as folder:
+        path = Path(folder) / "degraded.tif"
+        ds = gdal.GetDriverByName("GTiff").Create(str(path), w, h, c, gdal.GDT_Float32)
+        for band in range(c):
+            ds.GetRasterBand(band + 1).WriteArray(cube[band])
+        ds = None
+        with RasterReader(path, min_bands=3) as reader:
+            analysis = analyse_scene(reader)
+            data, valid = reader.read(0, 0, w, h)
+    factor = np.float32(analysis.scaling.factor)
+    ok, _ = validity_mask(data / factor, valid, analysis.lost)
+    x = torch.from_numpy(np.where(ok, data / factor, 0).astype(np.float32)[None])
+    if analysis.blocks is not None:
+        x = interpolate_blocks(x, analysis.blocks, (0, 0))
+    restored = restore_cube(None, analysis.basis, x, torch.from_numpy(ok[None]), torch.zeros(1, 6),
+                            analysis.complement_share, analysis.keep_valid, analysis.blur).cube[0]
+    return (restored.numpy() * factor).astype(np.float32)
 
 
 def closed_form_task(degraded: np.ndarray, record: Degradation) -> np.ndarray:

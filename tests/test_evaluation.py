@@ -56,8 +56,8 @@ BASELINE_CASES = [
 
 @pytest.mark.parametrize("kind, params, names", BASELINE_CASES, ids=lambda v: str(v))
 def test_every_baseline_improves_on_its_degraded_input(baselines, cave_crop, kind, params, names):
-    """Every method beats its input by 1 dB, except DAMP's closed form on blur, which has no
-    deblurring step and must return a noise-free blurred scene as it is."""
+    """Every method beats its input by 1 dB, except DAMP's closed form on blur, which deconvolves
+    only a blur its scene analysis finds and must at least return a blurred scene no worse."""
     degraded, record = degrade(cave_crop, kind, seed=1, **params)
     methods = baselines.baselines_for(kind)
     closed_form = ("Anscombe + " if kind == "poisson" else "") + baselines.CLOSED_FORM
