@@ -187,12 +187,14 @@ def cmd_train(args: argparse.Namespace) -> int | None:
 
     if args.nproc < 1:
         raise DampInputError(f"--nproc is a number of processes, at least 1, not {args.nproc}.")
+    if not args.noise_weight > 0:
+        raise DampInputError(f"--noise-weight is a positive weight, not {args.noise_weight}.")
     if args.nproc > 1 and not distributed.launched():
         return distributed.launch(args.nproc, args.command_line[1:])
     cfg = TrainConfig(data=args.data, out=args.out, preset=args.preset, steps=args.steps, batch=args.batch,
                       crop=args.crop, lr=args.lr, seed=args.seed, checkpoint_minutes=args.checkpoint_minutes,
                       device=args.device, threads=args.threads, base_model=args.init_from,
-                      loader_workers=args.loader_workers)
+                      loader_workers=args.loader_workers, noise_weight=args.noise_weight)
     with distributed.process_group(resolve_device(args.device)):
         train(cfg, resume=args.resume)
 
@@ -256,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
     p.add_argument("--loader-workers", type=int, default=1,
                    help="background processes preparing batches ahead of the network (default 1; 0: none)")
+    p.add_argument("--noise-weight", type=float, default=1.0,
+                   help="draw each noise kind (Gaussian, complex) this many times as often as each other "
+                        "kind (default 1: the paper's equal mix)")
     p.add_argument("--resume", action="store_true", help="continue from --out and its optimiser state if present")
     p.add_argument("--init-from", default=None, metavar="MODEL",
                    help="start from these weights (*.safetensors) with a fresh optimiser and schedule")

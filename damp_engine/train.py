@@ -64,6 +64,7 @@ class TrainConfig:
     base_model: str | None = None
     loader_workers: int = 0
     log_every: int = 0
+    noise_weight: float = 1.0  # each noise kind this many times as likely as each other kind
 
 
 @dataclass
@@ -100,23 +101,24 @@ def make_sample(clean: np.ndarray, kind: str, params: dict, seed: int) -> Sample
 SKIPPED_KINDS: tuple[str, ...] = ()
 
 
-def draw_degradation(rng: np.random.Generator) -> tuple[str, dict]:
-    """A draw from the paper's training mix, leaving out `SKIPPED_KINDS`."""
+def draw_degradation(rng: np.random.Generator, noise_weight: float = 1.0) -> tuple[str, dict]:
+    """A draw from the paper's training mix (the noise kinds weighted by `noise_weight`), leaving
+    out `SKIPPED_KINDS`."""
     while True:
-        kind, params = sample_training_degradation(rng)
+        kind, params = sample_training_degradation(rng, noise_weight)
         if kind not in SKIPPED_KINDS:
             return kind, params
 
 
 def make_batch(scenes: list[Scene], crop: int, batch: int, rng: np.random.Generator,
-               share: slice = slice(None)) -> list[Sample]:
+               share: slice = slice(None), noise_weight: float = 1.0) -> list[Sample]:
     """The samples `share` of a batch of `batch` drawn from `rng` (random scenes, crops,
     degradations, seeds): all draws are made, in one order, whatever the share, so that the
     ranks' shares (`distributed.Ranks.share`) make up exactly the batch one process makes."""
     draws = []
     for _ in range(batch):
         patch = sample_crop(scenes[rng.integers(len(scenes))], crop, rng)
-        kind, params = draw_degradation(rng)
+        kind, params = draw_degradation(rng, noise_weight)
         draws.append((patch, kind, params, int(rng.integers(2**31))))
     return [make_sample(*draw) for draw in draws[share]]
 
@@ -151,8 +153,8 @@ def _load_worker(files: list[str], crop: int) -> None:
     _WORKER_SCENES[:] = [s for s in (load_scene(Path(f), 3, crop) for f in files) if s is not None]
 
 
-def _worker_batch(seed: int, step: int, crop: int, batch: int, share: slice) -> list[Sample]:
-    return make_batch(_WORKER_SCENES, crop, batch, np.random.default_rng([seed, step]), share)
+def _worker_batch(seed: int, step: int, crop: int, batch: int, share: slice, noise_weight: float) -> list[Sample]:
+    return make_batch(_WORKER_SCENES, crop, batch, np.random.default_rng([seed, step]), share, noise_weight)
 
 
 class BatchStream:
@@ -173,13 +175,14 @@ class BatchStream:
     def _submit(self) -> None:
         while len(self.pending) < 2 * self.cfg.loader_workers and self.next_step < self.cfg.steps:
             self.pending.append(self.pool.apply_async(
-                _worker_batch, (self.cfg.seed, self.next_step, self.cfg.crop, self.cfg.batch, self.share)))
+                _worker_batch, (self.cfg.seed, self.next_step, self.cfg.crop, self.cfg.batch, self.share,
+                                self.cfg.noise_weight)))
             self.next_step += 1
 
     def batch(self, step: int) -> list[Sample]:
         if self.pool is None:
             return make_batch(self.scenes, self.cfg.crop, self.cfg.batch,
-                              np.random.default_rng([self.cfg.seed, step]), self.share)
+                              np.random.default_rng([self.cfg.seed, step]), self.share, self.cfg.noise_weight)
         self._submit()
         return self.pending.popleft().get()
 

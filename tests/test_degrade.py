@@ -209,3 +209,13 @@ def test_kernel_larger_than_image_is_refused(cube):
 def test_non_cube_input_is_refused():
     with pytest.raises(DampInputError):
         degrade(np.zeros((64, 64), dtype=np.float32), "gaussian_noise")
+
+
+def test_noise_weight_makes_the_noise_kinds_that_much_likelier():
+    """Each noise kind `noise_weight` times as likely as each other kind: with weight 3 the two
+    noise kinds of the six are 6 of every 10 draws."""
+    rng = np.random.default_rng(3)
+    kinds = [sample_training_degradation(rng, noise_weight=3.0)[0] for _ in range(4000)]
+    share = np.mean([kind in ("gaussian_noise", "complex") for kind in kinds])
+    assert abs(share - 0.6) < 0.03
+    assert set(kinds) == set(TRAIN_KINDS)
