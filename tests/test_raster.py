@@ -97,6 +97,21 @@ def test_writer_keeps_georeferencing_and_wavelengths(tmp_path, sample_raster, ex
         np.testing.assert_allclose(a.read_all()[0][:129], b.read_all()[0][:129], atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype, predictor", [("int16", "2"), ("uint16", "2"), ("float32", "3")])
+def test_geotiff_outputs_are_compressed_losslessly_with_the_predictor_of_their_type(tmp_path, sample_raster,
+                                                                                    dtype, predictor):
+    info = open_raster(sample_raster)
+    rng = np.random.default_rng(0)
+    values = (rng.random((info.bands, 48, 40)) * 3000).astype(dtype)
+    out = tmp_path / f"{dtype}.tif"
+    with RasterWriter(out, info, dtype=dtype, width=40, height=48) as writer:
+        writer.write(values, 0, 0)
+    ds = gdal.Open(str(out))
+    assert ds.GetMetadataItem("COMPRESSION", "IMAGE_STRUCTURE") == "ZSTD"
+    assert ds.GetMetadataItem("PREDICTOR", "IMAGE_STRUCTURE") == predictor
+    np.testing.assert_array_equal(ds.ReadAsArray(), values)
+
+
 def test_failed_write_leaves_nothing(tmp_path, sample_raster):
     info = open_raster(sample_raster)
     out = tmp_path / "out.tif"
