@@ -117,22 +117,16 @@ def subspace_closed_form(cube: np.ndarray, sigmas: np.ndarray | None = None) -> 
     the basis; a noise-free sharp scene keeps its valid samples. The cube is one tile (the suite's
     crops are smaller than `damp restore`'s), so DAMP − this is what the network adds. Estimates
     its own noise (``sigmas`` is ignored), as `damp restore` does."""
-    from osgeo import gdal
-
     from damp_engine.coarse import interpolate_blocks
+    from damp_engine.evaluation import write_cube
     from damp_engine.raster import RasterReader
     from damp_engine.restoration import restore_cube
     from damp_engine.scene_analysis import analyse_scene
     from damp_engine.validity import validity_mask
 
-    c, h, w = cube.shape
+    _, h, w = cube.shape
     with tempfile.TemporaryDirectory(prefix="damp-closed-form-") as folder:
-        path = Path(folder) / "degraded.tif"
-        ds = gdal.GetDriverByName("GTiff").Create(str(path), w, h, c, gdal.GDT_Float32)
-        for band in range(c):
-            ds.GetRasterBand(band + 1).WriteArray(cube[band])
-        ds = None
-        with RasterReader(path, min_bands=3) as reader:
+        with RasterReader(write_cube(Path(folder) / "degraded.tif", cube), min_bands=3) as reader:
             analysis = analyse_scene(reader)
             data, valid = reader.read(0, 0, w, h)
     factor = np.float32(analysis.scaling.factor)

@@ -151,6 +151,18 @@ def case_seed(seed: int, scene: str, task: Task) -> int:
     return (seed + zlib.crc32(f"{scene}/{task.name}".encode())) % 2**31
 
 
+def write_cube(path: Path, cube: np.ndarray) -> Path:
+    """Write a (C, H, W) cube as a plain float32 GeoTIFF (no georeferencing) and return its path."""
+    from osgeo import gdal
+
+    c, h, w = cube.shape
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), w, h, c, gdal.GDT_Float32)
+    for band in range(c):
+        ds.GetRasterBand(band + 1).WriteArray(cube[band])
+    ds = None
+    return path
+
+
 def restore(model: LoadedModel, cube: np.ndarray, tile: int = TILE, halo: int = HALO) -> np.ndarray:
     """Restore a (C, H, W) cube exactly as `damp restore` restores a raster, and return it.
 
@@ -164,11 +176,7 @@ def restore(model: LoadedModel, cube: np.ndarray, tile: int = TILE, halo: int = 
 
     c, h, w = cube.shape
     with tempfile.TemporaryDirectory(prefix="damp-suite-") as folder:
-        src, dst = Path(folder) / "degraded.tif", Path(folder) / "restored.tif"
-        ds = gdal.GetDriverByName("GTiff").Create(str(src), w, h, c, gdal.GDT_Float32)
-        for band in range(c):
-            ds.GetRasterBand(band + 1).WriteArray(cube[band])
-        ds = None
+        src, dst = write_cube(Path(folder) / "degraded.tif", cube), Path(folder) / "restored.tif"
         restore_raster(src, dst, model=model, tile=tile, halo=halo)
         ds = gdal.Open(str(dst))
         out = ds.ReadAsArray().astype(np.float32).reshape(c, h, w)
