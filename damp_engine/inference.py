@@ -57,15 +57,15 @@ class NetworkRunner:
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     def restore(self, basis: SpectralBasis, x: np.ndarray, valid: np.ndarray,
-                prompts: np.ndarray, complement_share: float = 0.0,
-                keep_valid: bool = False, blur: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                prompts: np.ndarray, complement_share: float = 0.0, keep_valid: bool = False,
+                blur: float = 0.0, discard: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(restored (B, C, H, W) float32, gates (B, n_blocks, E) float32) of scaled tiles x with their
         validity (B, C, H, W) and the raw prompts (B, 6) that route them (complement_share and
-        keep_valid, blur as for `restore_cube`)."""
+        keep_valid, blur and discard as for `restore_cube`)."""
         cube, ok = self.upload(x), self.upload(valid, dtype=bool)
         with torch.inference_mode(), self._autocast():
             result = restore_cube(self.net, basis, cube, ok, self.upload(prompts), complement_share, keep_valid,
-                                  blur)
+                                  blur, discard)
         return result.cube.float().cpu().numpy(), result.trace.gates.float().cpu().numpy()
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .deblur import deconvolve, wiener_balance
@@ -72,12 +73,13 @@ def network_input(basis: SpectralBasis, x: torch.Tensor, valid: torch.Tensor,
 
 def restore_cube(net: DAMP | None, basis: SpectralBasis, x: torch.Tensor, valid: torch.Tensor,
                  prompt: torch.Tensor, complement_share: float = 0.0, keep_valid: bool = False,
-                 blur: float = 0.0) -> Restored:
+                 blur: float = 0.0, discard: np.ndarray | None = None) -> Restored:
     """Restore scaled cubes x (B, C, H, W) with validity (B, C, H, W) bool and raw prompts (B, 6).
 
     net None gives the closed-form restoration (ẑ = z₀). complement_share is g (see the module
     docstring); keep_valid returns every valid sample unchanged (a noise-free scene: only its
-    missing samples are filled); blur is the σ of the Gaussian blur to remove (0: none).
+    missing samples are filled); blur is the σ of the Gaussian blur to remove (0: none); discard
+    (C,) bool flags bands the caller blanks (nodata in the whole raster): not interpolated.
     """
     inputs, z, _ = network_input(basis, x, valid, blur)
     k = basis.basis.shape[1]
@@ -97,4 +99,4 @@ def restore_cube(net: DAMP | None, basis: SpectralBasis, x: torch.Tensor, valid:
         # m + E·ẑ + g·(x − m − E·z) = restored + g·(x − m − E·z) on valid samples
         kept = restored + complement_share * (x - reconstruct(basis, z))
         restored = kept if usable is None else torch.where(usable, kept, restored)
-    return Restored(fill_lost_bands(basis, restored), trace, aux)
+    return Restored(fill_lost_bands(basis, restored, discard), trace, aux)

@@ -263,23 +263,27 @@ def reconstruct(basis: SpectralBasis, z: torch.Tensor) -> torch.Tensor:
     return out.reshape(b, -1, h, w)
 
 
-def fill_lost_bands(basis: SpectralBasis, cube: torch.Tensor) -> torch.Tensor:
+def fill_lost_bands(basis: SpectralBasis, cube: torch.Tensor, discard: np.ndarray | None = None) -> torch.Tensor:
     """Cubes (B, C, H, W) with every lost band (no valid sample in the scene) replaced, pixel by
     pixel, by the `akima` interpolation along wavelength of the pixel's other bands: where a
-    whole band is missing, its neighbours in the restored spectrum say most about it.
+    whole band is missing, its neighbours in the restored spectrum say most about it. Bands
+    flagged in `discard` (C,) are left as they are (the caller blanks them).
 
     Akima's curve between two known bands depends only on the three known bands either side,
     so each lost band reads just those (a few planes, whatever the band count)."""
     lost = basis.lost_bands
     if not lost.any() or lost.all():
         return cube
+    wanted = lost if discard is None else lost & ~discard
+    if not wanted.any():
+        return cube
     positions = np.arange(basis.bands, dtype=np.float64) if basis.positions is None else basis.positions
     known = np.flatnonzero(~lost)
-    interval = np.clip(np.searchsorted(positions[known], positions[lost], side="right") - 1, 0, known.size - 1)
+    interval = np.clip(np.searchsorted(positions[known], positions[wanted], side="right") - 1, 0, known.size - 1)
     b, c, h, w = cube.shape
     out = cube.clone()
     for i in np.unique(interval):
-        targets = np.flatnonzero(lost)[interval == i]
+        targets = np.flatnonzero(wanted)[interval == i]
         near = known[max(0, i - 2):i + 4]
         values = cube[:, near].permute(1, 0, 2, 3).reshape(near.size, -1).double().cpu().numpy()
         filled = akima(positions[near], values, positions[targets])

@@ -190,7 +190,8 @@ class TiledRun:
                                                   _batch([t.valid for t in tiles]), routing,
                                                   self.analysis.complement_share,
                                                   self.analysis.keep_valid and self.factor == 1,
-                                                  self.analysis.blur if self.factor == 1 else 0.0)
+                                                  self.analysis.blur if self.factor == 1 else 0.0,
+                                                  self.analysis.nodata_bands)
         return list(zip(prompts, restored, gates))
 
     def _write(self, tile: ReadTile, prompt, restored, gates) -> None:

@@ -186,3 +186,21 @@ def test_pixels_of_a_scene_with_lost_bands_get_their_map_fit_over_the_other_band
         expected = np.linalg.solve(a.T @ a + prior, a.T @ pixel)
         expected[basis.rank:] = 0
         assert np.allclose(z[:, row, col], expected, atol=1e-4), (row, col)
+
+
+def test_lost_bands_the_caller_discards_are_not_interpolated():
+    """Bands nodata in the whole raster are blanked in the output, so `restore_cube` leaves them
+    as they are when told (`discard`) and still interpolates the other lost bands."""
+    cube = low_rank_cube(bands=30, rows=16, cols=16)
+    valid = np.ones(cube.shape, bool)
+    valid[[4, 5, 20]] = False
+    degraded = np.where(valid, cube, 0).astype(np.float32)
+    basis = fit_basis(degraded.reshape(30, -1), valid.reshape(30, -1))
+    discard = np.zeros(30, bool)
+    discard[20] = True
+    x, ok = torch.from_numpy(degraded)[None], torch.from_numpy(valid)[None]
+    every = restore_cube(None, basis, x, ok, torch.zeros(1, 6), keep_valid=True).cube[0].numpy()
+    kept = restore_cube(None, basis, x, ok, torch.zeros(1, 6), keep_valid=True, discard=discard).cube[0].numpy()
+    assert np.array_equal(kept[[4, 5]], every[[4, 5]])
+    assert psnr(cube[[4, 5]], kept[[4, 5]]) > 30
+    assert not np.array_equal(kept[20], every[20])
