@@ -184,15 +184,16 @@ def akima(x: np.ndarray, y: np.ndarray, at: np.ndarray) -> np.ndarray:
 
 
 def with_thresholds(basis: SpectralBasis, z: torch.Tensor) -> SpectralBasis:
-    """The basis with BayesShrink thresholds measured on sample eigen-images z (N, K, H, W)."""
-    details = starlet(z)[0]
+    """The basis with BayesShrink thresholds measured on sample eigen-images z (N, K, H, W); 0 for
+    the components beyond the rank (never used, so not transformed)."""
+    rank = basis.rank
+    details = starlet(z[:, :rank])[0]
     noise = starlet_noise_levels()
     thresholds = np.zeros((MAX_RANK, LEVELS))
     for level, d in enumerate(details):
         var = d.double().pow(2).mean(dim=(0, 2, 3)).numpy()
         signal = np.sqrt(np.maximum(var - noise[level] ** 2, 1e-12))
-        thresholds[:, level] = noise[level] ** 2 / signal
-    thresholds[basis.rank:] = 0
+        thresholds[:rank, level] = noise[level] ** 2 / signal
     return dataclasses.replace(basis, thresholds=thresholds)
 
 
@@ -378,12 +379,14 @@ def starlet_noise_levels() -> np.ndarray:
 
 
 def shrink(basis: SpectralBasis, z: torch.Tensor) -> torch.Tensor:
-    """Closed-form estimate of the clean eigen-images: garrote shrinkage of each starlet level."""
-    details, coarse = starlet(z)
-    t = _tensor(basis.thresholds, z)
-    out = coarse
+    """Closed-form estimate of the clean eigen-images: garrote shrinkage of each starlet level of
+    the first ``basis.rank`` ones; the others are 0."""
+    rank = basis.rank
+    details, coarse = starlet(z[:, :rank])
+    t = _tensor(basis.thresholds[:rank], z)
+    out = z.new_zeros(z.shape)
+    out[:, :rank] = coarse
     for level, d in enumerate(details):
         t2 = t[:, level].pow(2)[None, :, None, None]
-        out = out + d * torch.clamp(1 - t2 / d.pow(2).clamp_min(1e-20), min=0)
-    out[:, basis.rank:] = 0
+        out[:, :rank] += d * torch.clamp(1 - t2 / d.pow(2).clamp_min(1e-20), min=0)
     return out
