@@ -185,25 +185,30 @@ def analyse_scene(reader: RasterReader, bad: np.ndarray | None = None, mask: Ras
         data, valid = reader.read(x0, y0, w, h)
         fill = None if mask is None else mask.read(x0, y0, w, h)[0][0] != 0
         nonzero |= ((data != 0) & valid).reshape(info.bands, -1).any(axis=1)
-        reads.append(((data / np.float32(scaling.factor)).astype(np.float32), valid, fill, (x0, y0, w, h)))
+        reads.append((np.divide(data, np.float32(scaling.factor), out=data), valid, fill, (x0, y0, w, h)))
     nodata_bands = ~scaling.good_bands
     lost = nodata_bands | bad | ~nonzero
     if (~lost).sum() < 3:
         raise DampInputError(f"Only {int((~lost).sum())} band(s) of {info.path} hold data that is not marked "
                              "bad; DAMP needs at least 3 bands with data.")
-    windows, cubes, valids, prompts, raw = [], [], [], [], []
+    windows, prompts, raw = [], [], []
+    # every window has the same shape: filled in place, a 224-band scene's windows are not copied again
+    cubes = np.empty((len(reads), *reads[0][0].shape), np.float32)
+    valids = np.empty(cubes.shape, bool)
     missing, measured = 0, 0
     for x, valid, fill, (x0, y0, w, h) in reads:
         ok, void = validity_mask(x, valid, lost, fill)
         if (~void).mean() < MIN_VALID_SHARE:
             continue
+        kept = len(windows)
         windows.append((x0, y0, w, h))
         usable = valid & ~nodata_bands[:, None, None]
         missing += int((usable & ~ok).sum())
         measured += int(usable.sum())
-        cubes.append(np.where(ok, x, 0))
+        cubes[kept] = x
+        np.copyto(cubes[kept], np.float32(0.0), where=~ok)
         raw.append((x, ok, x0, y0))
-        valids.append(ok)
+        valids[kept] = ok
         if min(w, h) >= 8:
             prompts.append(compute_prompt(prompt_input(x, ok, void)).values[0].double())
     if not windows:
@@ -214,6 +219,6 @@ def analyse_scene(reader: RasterReader, bad: np.ndarray | None = None, mask: Ras
     prompt = np.median(torch.stack(prompts).numpy(), axis=0).astype(np.float32)
     blocks = detect_blocks(raw)
     positions = np.asarray(info.wavelengths, np.float64) if info.wavelengths else None
-    basis, blur = scene_estimates(np.stack(cubes), np.stack(valids), positions)
+    basis, blur = scene_estimates(cubes[:len(windows)], valids[:len(windows)], positions)
     return SceneAnalysis(scaling, lost, nodata_bands, prompt, basis, windows, missing / max(1, measured),
                          blocks, 0.0 if blocks is not None else blur)
