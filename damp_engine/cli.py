@@ -21,7 +21,6 @@ from .limits import DEFAULT_BATCH
 from .errors import DampCancelled, DampInputError, one_line
 
 EPILOG = "Run 'damp COMMAND --help' for a command's options and an example."
-GDAL_CACHE_MB = 64  # streaming needs few cached blocks; GDAL's default (5 % of RAM) grows with the raster
 
 
 def _print_table(rows: dict, fmt: str = "{:>10.4f}") -> None:
@@ -87,18 +86,10 @@ def cmd_model_info(args: argparse.Namespace) -> None:
             print(f"{key:<18}{value}")
 
 
-def _bound_gdal_cache() -> None:
-    """Cap GDAL's block cache for a streaming run unless the user set GDAL_CACHEMAX."""
-    import os
-
-    from osgeo import gdal
-
-    if "GDAL_CACHEMAX" not in os.environ:
-        gdal.SetCacheMax(GDAL_CACHE_MB * 1024 * 1024)
-
-
 def _tiling_options(args: argparse.Namespace) -> dict:
-    _bound_gdal_cache()
+    from .raster import bound_gdal_cache
+
+    bound_gdal_cache(args.input)
     return {"model": args.model, "tile": args.tile, "halo": args.halo, "batch": args.batch, "device": args.device,
             "report": args.report, "prompt_scope": "tile" if args.tile_prompts else "scene",
             "progress": ProgressBar() if sys.stderr.isatty() else None}

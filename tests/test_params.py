@@ -47,7 +47,7 @@ def test_cli_reads_bad_bands_with_the_engine_parser(monkeypatch, tmp_path):
         raise Called(kwargs)
 
     monkeypatch.setattr("damp_engine.tiling.restore_raster", restore_raster)
-    monkeypatch.setattr(cli, "_bound_gdal_cache", lambda: None)
+    monkeypatch.setattr("damp_engine.raster.bound_gdal_cache", lambda path: None)
     with pytest.raises(Called) as called:
         cli.cmd_restore(cli.build_parser().parse_args(
             ["restore", "in.tif", str(tmp_path / "out.tif"), "--bad-bands", "3,5-7"]))

@@ -7,7 +7,8 @@ from helpers import smooth_cube, write_raster
 from osgeo import gdal
 
 from damp_engine.errors import DampInputError
-from damp_engine.raster import RasterReader, RasterWriter, check_output_path, open_raster
+from damp_engine.raster import (STREAMING_CACHE_MB, RasterReader, RasterWriter, check_output_path, open_raster,
+                                streaming_cache_bytes)
 
 
 def test_sample_raster_metadata_is_read(sample_raster):
@@ -261,3 +262,19 @@ def test_writer_temporary_file_is_hidden_and_records_the_pid(tmp_path, sample_ra
     finally:
         writer.discard()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("width, bands, dtype, expected_mb", [(1000, 224, gdal.GDT_Int16, 280.0),
+                                                              (300, 31, gdal.GDT_Int16, None),
+                                                              (3000, 224, gdal.GDT_Float32, None)])
+def test_streaming_cache_holds_two_rows_of_blocks_and_the_halo_within_bounds(tmp_path, width, bands, dtype,
+                                                                            expected_mb):
+    """224 bands in 256-pixel blocks: 1024 px × 224 bands × 2 bytes a row, 640 rows (two block rows
+    and twice the 64 px halo) = 280 MB; a narrow 31-band raster gets the least, a wide float one the most."""
+    path = tmp_path / "blocks.tif"
+    gdal.GetDriverByName("GTiff").Create(str(path), width, 300, bands, dtype,
+                                         ["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256", "SPARSE_OK=TRUE"])
+    mb = streaming_cache_bytes(path) / 2**20
+    low, high = STREAMING_CACHE_MB
+    assert mb == pytest.approx(expected_mb if expected_mb else (low if width < 1000 else high))
+    assert streaming_cache_bytes(tmp_path / "missing.tif") == low * 2**20
