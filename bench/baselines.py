@@ -130,8 +130,10 @@ def subspace_closed_form(cube: np.ndarray, sigmas: np.ndarray | None = None) -> 
             analysis = analyse_scene(reader)
             data, valid = reader.read(0, 0, w, h)
     factor = np.float32(analysis.scaling.factor)
-    ok, _ = validity_mask(data / factor, valid, analysis.lost)
-    x = torch.from_numpy(np.where(ok, data / factor, 0).astype(np.float32)[None])
+    scaled = np.divide(data, factor, out=data)
+    ok, _ = validity_mask(scaled, valid, analysis.lost)
+    np.copyto(scaled, np.float32(0.0), where=~ok)
+    x = torch.from_numpy(scaled[None])
     if analysis.blocks is not None:
         x = interpolate_blocks(x, analysis.blocks, (0, 0))
     restored = restore_cube(None, analysis.basis, x, torch.from_numpy(ok[None]), torch.zeros(1, 6),

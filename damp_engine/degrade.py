@@ -219,12 +219,12 @@ def degrade(x: np.ndarray, kind: str, seed: int = 0, **params: Any) -> tuple[np.
     return y.astype(np.float32, copy=False), record
 
 
-NOISE_KINDS: tuple[str, ...] = ("gaussian_noise", "complex")  # the training kinds that add noise
+TRAIN_NOISE_KINDS: tuple[str, ...] = ("gaussian_noise", "complex")  # the training kinds that add noise
 
 
 def sample_training_degradation(rng: np.random.Generator, noise_weight: float = 1.0) -> tuple[str, dict]:
     """Draw a kind and its parameters from the paper's training mix, kinds equally likely, or each
-    of the ``NOISE_KINDS`` ``noise_weight`` times as likely as each other kind.
+    of the ``TRAIN_NOISE_KINDS`` ``noise_weight`` times as likely as each other kind.
 
     Gaussian noise σ ∈ U[30, 70]; Gaussian blur ksize ∈ {9, 15}; SR factor ∈ {2, 4};
     inpainting fraction ∈ U[0.7, 0.8]; band loss fraction ∈ U[0.1, 0.2]; complex
@@ -233,7 +233,7 @@ def sample_training_degradation(rng: np.random.Generator, noise_weight: float = 
     if noise_weight == 1.0:
         kind = TRAIN_KINDS[int(rng.integers(len(TRAIN_KINDS)))]
     else:
-        weights = np.array([noise_weight if k in NOISE_KINDS else 1.0 for k in TRAIN_KINDS])
+        weights = np.array([noise_weight if k in TRAIN_NOISE_KINDS else 1.0 for k in TRAIN_KINDS])
         kind = TRAIN_KINDS[int(rng.choice(len(TRAIN_KINDS), p=weights / weights.sum()))]
     draw = {
         "gaussian_noise": lambda: {"sigma": float(rng.uniform(30, 70))},

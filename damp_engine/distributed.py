@@ -99,6 +99,7 @@ def process_group(device: torch.device) -> Iterator[None]:
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         yield
+        dist.barrier()  # no rank leaves while another (rank 0 writing the last checkpoint) still works
     finally:
         dist.destroy_process_group()
 
