@@ -3,7 +3,6 @@ record. Each worker process loads the model once and keeps it for its next scene
 batch's Dask event to stop when the batch is cancelled."""
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -16,7 +15,6 @@ from .errors import DampCancelled, DampInputError
 from .manifest import file_facts, file_stat, raster_files
 
 CANCEL_POLL_SECONDS = 0.5    # how often a worker asks the scheduler whether the batch was cancelled
-GDAL_CACHE_MB = 64           # per worker: streaming needs few cached blocks
 
 _MODELS: dict[tuple, Any] = {}
 _MODELS_LOCK = threading.Lock()
@@ -25,13 +23,10 @@ _MODELS_LOCK = threading.Lock()
 def _worker_model(path: str, device: str, threads: int):
     """The model of this worker process, loaded on its first scene and kept for the next ones."""
     import torch
-    from osgeo import gdal
 
     from .checkpoint import load_model
 
     torch.set_num_threads(threads)
-    if "GDAL_CACHEMAX" not in os.environ:
-        gdal.SetCacheMax(GDAL_CACHE_MB * 1024 * 1024)
     key = (path, device, *file_stat(Path(path)))
     with _MODELS_LOCK:
         if key not in _MODELS:
@@ -59,7 +54,10 @@ class _CancelFlag:
 
 
 def restore_scene(job: SceneJob) -> dict:
-    """Restore one scene with `restore_raster` and return its manifest record (runs on a worker)."""
+    """Restore one scene with `restore_raster` and return its manifest record (runs on a worker,
+    a single-threaded process: GDAL's block cache is sized to each scene in turn, as `damp restore`
+    sizes it)."""
+    from .raster import bound_gdal_cache
     from .tiling import restore_raster
 
     cancelled = _CancelFlag(job.cancel_event)
@@ -71,6 +69,7 @@ def restore_scene(job: SceneJob) -> dict:
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
     model = _worker_model(job.model, job.options["device"], job.threads)
+    bound_gdal_cache(job.scene)
     report = restore_raster(job.scene, job.output, model=model, mask=job.mask, report=job.report,
                             routing_map=job.routing_map, prompt_map=job.prompt_map, cancelled=cancelled,
                             **job.options)

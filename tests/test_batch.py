@@ -13,14 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from osgeo import gdal
 
 from damp_engine.batch import restore_batch
 from damp_engine.batch_cluster import PROFILE_SETTING, TRIM_SETTING
-from damp_engine.batch_scenes import collect_scenes, output_name
-from damp_engine.batch_worker import scene_prompt
+from damp_engine.batch_scenes import SceneJob, collect_scenes, output_name
+from damp_engine.batch_worker import restore_scene, scene_prompt
 from damp_engine.environment import kept_environment
 from damp_engine.cli import main
 from damp_engine.errors import DampCancelled, DampInputError
+from damp_engine.raster import streaming_cache_bytes
 from damp_engine.tiling import restore_raster
 from helpers import sha256, smooth_cube, tiny_model_file, write_raster
 
@@ -290,3 +292,17 @@ def test_command_refuses_bad_settings_before_starting_a_cluster(archive, tmp_pat
     code = main(["restore-batch", str(archive), "--out", str(tmp_path), "--tile", "8"])
     assert code == 2 and "tile size" in capsys.readouterr().err
 
+
+
+def test_a_worker_sizes_gdal_s_block_cache_to_each_scene(tmp_path, model, monkeypatch):
+    """A wide scene needs more than GDAL's 64 MB to read each block once; the worker gives it what
+    `damp restore` would (two rows of blocks plus the halo's rows)."""
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    scene = write_raster(tmp_path / "wide.tif", smooth_cube(100, 32, 1800, seed=3))
+    job = SceneJob(scene=str(scene), output=str(tmp_path / "out.tif"), model=str(model), options=SETTINGS, threads=1)
+    before = gdal.GetCacheMax()
+    try:
+        restore_scene(job)
+        assert gdal.GetCacheMax() == streaming_cache_bytes(scene) > 64 * 1024 * 1024
+    finally:
+        gdal.SetCacheMax(before)
