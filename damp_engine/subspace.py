@@ -92,26 +92,31 @@ class SpectralBasis:
                 "signal_std": [round(float(s), 4) for s in self.signal_std[:self.rank]]}
 
 
-def noise_levels(samples: np.ndarray) -> np.ndarray:
-    """(C,) noise std of each band of (C, N) spectra: the residual of regressing it on the others.
+def covariance(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (C,), sample covariance (C, C)) of (C, N) spectra."""
+    mean = samples.mean(axis=1)
+    centred = samples - mean[:, None]
+    return mean, centred @ centred.T / max(1, samples.shape[1] - 1)
 
-    The residual variance of band c regressed on all other bands is 1 / (Σ⁻¹)_cc for the
-    sample covariance Σ (a small ridge keeps Σ invertible).
-    """
-    centred = samples - samples.mean(axis=1, keepdims=True)
-    cov = centred @ centred.T / max(1, samples.shape[1] - 1)
+
+def noise_levels(samples: np.ndarray) -> np.ndarray:
+    """(C,) noise std of each band of (C, N) spectra: the residual of regressing it on the others."""
+    return noise_from_covariance(covariance(samples)[1])
+
+
+def noise_from_covariance(cov: np.ndarray) -> np.ndarray:
+    """(C,) noise std of each band from the spectra's covariance Σ (C, C): the residual variance of
+    band c regressed on all other bands is 1 / (Σ⁻¹)_cc (a small ridge keeps Σ invertible)."""
     ridge = 1e-8 * max(float(np.trace(cov)) / cov.shape[0], 1e-12)
     precision = np.linalg.inv(cov + ridge * np.eye(cov.shape[0]))
     return np.sqrt(1.0 / np.clip(np.diag(precision), 1e-30, None))
 
 
-def _whitened_eigen(samples: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, eigenvalues (descending) and eigenvectors of the covariance of samples / σ."""
-    mean = samples.mean(axis=1)
-    white = (samples - mean[:, None]) / sigma[:, None]
-    cov = white @ white.T / max(1, samples.shape[1] - 1)
-    values, vectors = np.linalg.eigh(cov)
-    return mean, values[::-1], vectors[:, ::-1]
+def _whitened_eigen(cov: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (descending) and eigenvectors of the covariance of the spectra divided by σ,
+    diag(1/σ)·Σ·diag(1/σ) for their covariance Σ."""
+    values, vectors = np.linalg.eigh(cov / np.outer(sigma, sigma))
+    return values[::-1], vectors[:, ::-1]
 
 
 def fit_basis(samples: np.ndarray, valid: np.ndarray, positions: np.ndarray | None = None,
@@ -130,12 +135,14 @@ def fit_basis(samples: np.ndarray, valid: np.ndarray, positions: np.ndarray | No
     if have.sum() < 3:
         raise ValueError("fewer than 3 bands have valid samples")
     x, ok = samples[have], valid[have]
-    band_mean = np.array([row[m].mean() if m.any() else 0.0 for row, m in zip(x, ok)])
-    x = np.where(ok, x, band_mean[:, None])
+    if not ok.all():
+        band_mean = np.where(ok, x, 0.0).sum(axis=1) / np.maximum(ok.sum(axis=1), 1)
+        x = np.where(ok, x, band_mean[:, None])
     for step in range(iterations + 1):
-        levels = noise_levels(x)
+        mean, cov = covariance(x)
+        levels = noise_from_covariance(cov)
         sigma = np.maximum(levels, max(MIN_SIGMA, 1e-3 * float(np.median(levels))))
-        mean, values, vectors = _whitened_eigen(x, sigma)
+        values, vectors = _whitened_eigen(cov, sigma)
         rank = int(np.clip((values > SIGNAL_EIGENVALUE).sum(), MIN_RANK, min(MAX_RANK, have.sum())))
         if step == iterations or ok.all():
             break
