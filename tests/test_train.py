@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import pytest
 import torch
@@ -129,11 +130,15 @@ def test_background_batches_equal_the_inline_ones(tmp_path, data):
     files = list_rasters(cfg.data)
     scenes = [load_scene(f, 3, cfg.crop) for f in files]
     inline = BatchStream(cfg, files, scenes, first=1)
+    before = os.environ.get("OPENBLAS_NUM_THREADS")
     background = BatchStream(replace(cfg, loader_workers=1), files, scenes, first=1)
     try:
         for step in (1, 2):
             a, b = inline.batch(step), background.batch(step)
             assert all(torch.equal(x.inputs, y.inputs) and torch.equal(x.clean, y.clean) for x, y in zip(a, b))
+        # the batch makers run one BLAS thread unless the user chose; the training process is left as it was
+        blas = background.pool.apply(os.getenv, ("OPENBLAS_NUM_THREADS",))
+        assert blas == os.environ.get("OPENBLAS_NUM_THREADS", "1") and os.environ.get("OPENBLAS_NUM_THREADS") == before
     finally:
         background.close()
 
