@@ -99,11 +99,6 @@ def covariance(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, centred @ centred.T / max(1, samples.shape[1] - 1)
 
 
-def noise_levels(samples: np.ndarray) -> np.ndarray:
-    """(C,) noise std of each band of (C, N) spectra: the residual of regressing it on the others."""
-    return noise_from_covariance(covariance(samples)[1])
-
-
 def noise_from_covariance(cov: np.ndarray) -> np.ndarray:
     """(C,) noise std of each band from the spectra's covariance Σ (C, C): the residual variance of
     band c regressed on all other bands is 1 / (Σ⁻¹)_cc (a small ridge keeps Σ invertible)."""

@@ -10,7 +10,8 @@ from damp_engine.evaluation import load_reference
 from damp_engine.quality import psnr
 from damp_engine.restoration import restore_cube
 from damp_engine.scene_analysis import scene_basis
-from damp_engine.subspace import MAX_RANK, MIN_RANK, akima, fit_basis, noise_levels, project, reconstruct
+from damp_engine.subspace import (MAX_RANK, MIN_RANK, akima, covariance, fit_basis, noise_from_covariance, project,
+                                  reconstruct)
 from damp_engine.validity import validity_mask
 
 
@@ -35,7 +36,7 @@ def test_noise_levels_recover_band_noise():
     clean = low_rank_cube()
     sigmas = np.linspace(0.01, 0.05, clean.shape[0])
     noisy = clean + sigmas[:, None, None] * rng.standard_normal(clean.shape)
-    estimate = noise_levels(noisy.reshape(clean.shape[0], -1).astype(np.float64))
+    estimate = noise_from_covariance(covariance(noisy.reshape(clean.shape[0], -1).astype(np.float64))[1])
     np.testing.assert_allclose(estimate, sigmas, rtol=0.15)
 
 
